@@ -1,0 +1,52 @@
+// Execution policy: every parallel loop in hybrid goes through oneTBB (no second thread pool).
+// Work is cut into a fixed number of chunks decided by sizes alone, so results are bitwise identical
+// for any thread count and for the serial policy.
+#pragma once
+#include <algorithm>
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+
+#include "hybrid/core/shape.hpp"
+
+namespace hybrid::exec {
+
+struct serial {
+  template <class F>
+  static void for_each(index_t n, F&& f) {
+    for (index_t i = 0; i < n; ++i) f(i);
+  }
+  static constexpr const char* name = "serial";
+};
+
+struct tbb {
+  template <class F>
+  static void for_each(index_t n, F&& f) {
+    if (n <= 1) {
+      if (n == 1) f(index_t{0});
+      return;
+    }
+    ::tbb::parallel_for(::tbb::blocked_range<index_t>(0, n, 1), [&](const ::tbb::blocked_range<index_t>& r) {
+      for (index_t i = r.begin(); i != r.end(); ++i) f(i);
+    });
+  }
+  static constexpr const char* name = "tbb";
+};
+
+#ifdef HYBRID_EXEC_SERIAL
+using default_policy = serial;
+#else
+using default_policy = tbb;
+#endif
+
+// Rows of a rows x cols problem grouped so each chunk holds about `grain` elements.
+struct row_chunks {
+  index_t rows = 0, rows_per_chunk = 1, count = 0;
+  row_chunks(index_t rows_, index_t cols, index_t grain = 16384) : rows(rows_) {
+    rows_per_chunk = std::max<index_t>(1, grain / std::max<index_t>(cols, 1));
+    count = rows == 0 ? 0 : (rows + rows_per_chunk - 1) / rows_per_chunk;
+  }
+  index_t begin(index_t k) const { return k * rows_per_chunk; }
+  index_t end(index_t k) const { return std::min(rows, (k + 1) * rows_per_chunk); }
+};
+
+}  // namespace hybrid::exec
