@@ -62,12 +62,16 @@ TEST_CASE("large products: serial and tbb identical, close to a double reference
   var<float> c1 = matmul<gemm::eigen, exec::tbb>(a.use(), b.use());
   var<float> c2 = matmul<gemm::eigen, exec::serial>(a.use(), b.use());
   CHECK(std::equal(c1.values().begin(), c1.values().end(), c2.values().begin()));
+  var<float> c3 = matmul<gemm::default_policy, exec::tbb>(a.use(), b.use());
+  var<float> c4 = matmul<gemm::default_policy, exec::serial>(a.use(), b.use());
+  CHECK(std::equal(c3.values().begin(), c3.values().end(), c4.values().begin()));
+  MESSAGE("default GEMM policy: " << std::string(gemm::default_policy::name));
   double worst = 0;
   for (int i = 0; i < 300; i += 7)
     for (int j = 0; j < 600; j += 11) {
       double s = 0;
       for (int k = 0; k < 70; ++k) s += double(a.value()(i, k)) * b.value()(k, j);
-      worst = std::max(worst, std::abs(s - c1[i * 600 + j]));
+      worst = std::max({worst, std::abs(s - c1[i * 600 + j]), std::abs(s - c3[i * 600 + j])});
     }
   CHECK(worst < 1e-4);
 }
