@@ -1,0 +1,172 @@
+// The BERT text encoder, numerically compatible with Hugging Face's BertModel (post-LN blocks,
+// erf GELU, LayerNorm eps 1e-12, additive -10000 padding mask, tanh pooler on [CLS]).
+#pragma once
+#include <numeric>
+#include <vector>
+
+#include "hybrid/layers/attention.hpp"
+#include "hybrid/layers/embedding.hpp"
+#include "hybrid/layers/layer_norm.hpp"
+#include "hybrid/layers/linear.hpp"
+
+namespace hybrid::enc {
+
+// Field names follow Hugging Face's BertConfig where they exist (hidden_size -> hidden, ...).
+struct bert_config {
+  index_t vocab = 30522;
+  index_t hidden = 768;
+  index_t layers = 12;
+  index_t heads = 12;
+  index_t ffn = 3072;
+  index_t max_positions = 512;
+  index_t type_vocab = 2;
+  double layer_norm_eps = 1e-12;
+  double dropout = 0.1;
+  double attention_dropout = 0.1;
+  bool pooler = true;
+};
+
+// Token ids [B, T]; token types and attention mask may be left empty (zeros / all ones).
+struct text_input {
+  tensor<std::int32_t> ids;
+  tensor<std::int32_t> token_types;
+  tensor<float> attention_mask;
+};
+
+template <class T>
+struct bert_output {
+  var<T> sequence;  // [B, T, hidden]: last hidden state
+  var<T> pooled;    // [B, hidden]: tanh(dense([CLS])), or [CLS] itself without a pooler
+};
+
+// One post-LN transformer block: BertLayer.
+template <class T = float>
+class bert_block {
+ public:
+  using value_type = T;
+  bert_block() = default;
+  explicit bert_block(const bert_config& c)
+      : cfg_(c), attention_(c.hidden, c.heads, c.attention_dropout), attention_norm_(c.hidden, c.layer_norm_eps),
+        intermediate_(c.hidden, c.ffn), output_(c.ffn, c.hidden), output_norm_(c.hidden, c.layer_norm_eps) {}
+
+  template <class F>
+  void visit(const std::string& prefix, F&& f) {
+    attention_.visit(join_name(prefix, "attention"), f);
+    attention_norm_.visit(join_name(prefix, "attention.output.LayerNorm"), f);
+    intermediate_.visit(join_name(prefix, "intermediate.dense"), f);
+    output_.visit(join_name(prefix, "output.dense"), f);
+    output_norm_.visit(join_name(prefix, "output.LayerNorm"), f);
+  }
+  void init_bert(std::mt19937& rng) {
+    attention_.init_bert(rng);
+    intermediate_.init_bert(rng);
+    output_.init_bert(rng);
+    attention_norm_.init();
+    output_norm_.init();
+  }
+
+  var<T> operator()(const var<T>& x, const var<T>& mask, dropout_rng& rng, bool training) const {
+    const double p = cfg_.dropout;
+    var<T> a = attention_norm_(dropout(attention_(x, x, mask, rng, training), p, rng, training) + x);
+    var<T> h = intermediate_(a, [](const auto& z) { return gelu(z); });
+    return output_norm_(dropout(output_(h), p, rng, training) + a);
+  }
+
+ private:
+  bert_config cfg_;
+  layers::attention<T> attention_;
+  layers::layer_norm<T> attention_norm_;
+  layers::linear<T> intermediate_, output_;
+  layers::layer_norm<T> output_norm_;
+};
+
+// BertModel with a configuration chosen at run time (checkpoint tools); `bert<cfg>` below fixes it
+// at compile time for static composition.
+template <class T = float>
+class bert_model {
+ public:
+  using value_type = T;
+  using input_type = text_input;
+
+  bert_model() : bert_model(bert_config{}) {}
+  explicit bert_model(const bert_config& c)
+      : cfg_(c), word_(c.vocab, c.hidden), position_(c.max_positions, c.hidden), token_type_(c.type_vocab, c.hidden),
+        embedding_norm_(c.hidden, c.layer_norm_eps), pooler_(c.hidden, c.hidden) {
+    blocks_.reserve(static_cast<std::size_t>(c.layers));
+    for (index_t i = 0; i < c.layers; ++i) blocks_.emplace_back(c);
+    std::mt19937 rng(42);
+    init_bert(rng);
+    assign_names(*this);
+  }
+
+  const bert_config& config() const { return cfg_; }
+  index_t width() const { return cfg_.hidden; }
+  layers::embedding<T>& word_embeddings() { return word_; }
+
+  template <class F>
+  void visit(const std::string& prefix, F&& f) {
+    word_.visit(join_name(prefix, "embeddings.word_embeddings"), f);
+    position_.visit(join_name(prefix, "embeddings.position_embeddings"), f);
+    token_type_.visit(join_name(prefix, "embeddings.token_type_embeddings"), f);
+    embedding_norm_.visit(join_name(prefix, "embeddings.LayerNorm"), f);
+    for (std::size_t i = 0; i < blocks_.size(); ++i)
+      blocks_[i].visit(join_name(prefix, "encoder.layer." + std::to_string(i)), f);
+    if (cfg_.pooler) pooler_.visit(join_name(prefix, "pooler.dense"), f);
+  }
+  // BERT's initialisation: N(0, 0.02) for weights and embeddings, zero biases, unit LayerNorm.
+  void init_bert(std::mt19937& rng) {
+    word_.init_normal(rng);
+    position_.init_normal(rng);
+    token_type_.init_normal(rng);
+    embedding_norm_.init();
+    for (auto& b : blocks_) b.init_bert(rng);
+    pooler_.init_bert(rng);
+  }
+
+  bert_output<T> operator()(const text_input& in, dropout_rng& rng, bool training = false) const {
+    if (in.ids.rank() != 2) throw shape_error("bert: input ids must be [batch, length], got " + in.ids.shape().str());
+    const index_t B = in.ids.dim(0), L = in.ids.dim(1);
+    if (L > cfg_.max_positions)
+      throw shape_error("bert", "input ids", in.ids.shape(), "position table", hybrid::shape{cfg_.max_positions, cfg_.hidden},
+                        "sequence longer than max_positions");
+    if (!in.token_types.empty() && in.token_types.shape() != in.ids.shape())
+      throw shape_error("bert", "token_types", in.token_types.shape(), "ids", in.ids.shape());
+    if (!in.attention_mask.empty() && in.attention_mask.shape() != in.ids.shape())
+      throw shape_error("bert", "attention_mask", in.attention_mask.shape(), "ids", in.ids.shape());
+
+    std::vector<std::int32_t> positions(static_cast<std::size_t>(B * L)), types;
+    for (index_t b = 0; b < B; ++b) std::iota(positions.begin() + b * L, positions.begin() + (b + 1) * L, 0);
+    if (in.token_types.empty()) types.assign(static_cast<std::size_t>(B * L), 0);
+    const hybrid::shape layout{B, L};
+    var<T> e = word_(in.ids.span(), layout) + position_(positions, layout) +
+               token_type_(in.token_types.empty() ? std::span<const std::int32_t>(types) : in.token_types.span(), layout);
+    var<T> x = dropout(embedding_norm_(e), cfg_.dropout, rng, training);
+
+    var<T> mask;
+    if (!in.attention_mask.empty()) mask = layers::additive_padding_mask<T>(in.attention_mask.span(), B, L);
+    for (const auto& block : blocks_) x = block(x, mask, rng, training);
+
+    var<T> cls = reshape(slice(x, 1, 0, 1), {B, cfg_.hidden});
+    var<T> pooled = cfg_.pooler ? pooler_(cls, [](const auto& z) { return tanh(z); }) : cls;
+    return {x, pooled};
+  }
+
+ private:
+  bert_config cfg_;
+  layers::embedding<T> word_, position_, token_type_;
+  layers::layer_norm<T> embedding_norm_;
+  std::vector<bert_block<T>> blocks_;
+  layers::linear<T> pooler_;
+};
+
+// The compile-time form: widths are constants the composition checks (`model<...>`).
+template <bert_config Config, class T = float>
+class bert : public bert_model<T> {
+ public:
+  static constexpr index_t width = Config.hidden;
+  static constexpr bool sequence_output = true;
+  static constexpr bert_config config_value = Config;
+  bert() : bert_model<T>(Config) {}
+};
+
+}  // namespace hybrid::enc
