@@ -4,6 +4,7 @@
 #include <numeric>
 #include <vector>
 
+#include "hybrid/enc/encoder.hpp"
 #include "hybrid/layers/attention.hpp"
 #include "hybrid/layers/embedding.hpp"
 #include "hybrid/layers/layer_norm.hpp"
@@ -33,11 +34,10 @@ struct text_input {
   tensor<float> attention_mask;
 };
 
+// BERT's output: sequence = last hidden state [B, T, hidden]; pooled = tanh(dense([CLS])) [B, hidden]
+// (or [CLS] itself without a pooler).
 template <class T>
-struct bert_output {
-  var<T> sequence;  // [B, T, hidden]: last hidden state
-  var<T> pooled;    // [B, hidden]: tanh(dense([CLS])), or [CLS] itself without a pooler
-};
+using bert_output = encoded<T>;
 
 // One post-LN transformer block: BertLayer.
 template <class T = float>
