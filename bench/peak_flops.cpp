@@ -1,0 +1,141 @@
+// FP32 FMA peak of this CPU, per core and on all cores (oneTBB): the denominator of every "% of peak".
+// Independent FMA chains in xsimd registers, enough of them to cover FMA latency x FMA ports.
+#include <tbb/global_control.h>
+#include <tbb/info.h>
+#include <tbb/parallel_for.h>
+#include <tbb/task_arena.h>
+
+#include <array>
+#include <cstdint>
+#include <immintrin.h>
+#include <xsimd/xsimd.hpp>
+
+#include "bench_util.hpp"
+
+namespace {
+using namespace hybrid::bench;
+
+// Chains x width x 2 flop per iteration; acc = acc * m + a converges, so nothing overflows or
+// goes denormal however long it runs.
+template <int Chains>
+float xsimd_chains(std::int64_t iters) {
+  using B = xsimd::batch<float>;
+  std::array<B, Chains> acc;
+  for (int i = 0; i < Chains; ++i) acc[i] = B(1.0f + 0.001f * static_cast<float>(i));
+  B m(0.99999f), a(1e-6f);
+  do_not_optimize(m);
+  do_not_optimize(a);
+  for (std::int64_t it = 0; it < iters; ++it) {
+#pragma GCC unroll 32
+    for (int i = 0; i < Chains; ++i) acc[i] = xsimd::fma(acc[i], m, a);
+  }
+  B s = acc[0];
+  for (int i = 1; i < Chains; ++i) s += acc[i];
+  return xsimd::hadd(s);
+}
+template <int Chains>
+constexpr double xsimd_flop_per_iter() {
+  return 2.0 * Chains * xsimd::batch<float>::size;
+}
+
+// The same with 512-bit registers, compiled for AVX-512 whatever -march says, run only when the CPU
+// has it: says what an x86-64-v4 build would gain on this CPU.
+template <int Chains>
+__attribute__((target("avx512f"))) float avx512_chains(std::int64_t iters) {
+  __m512 acc[Chains];
+  for (int i = 0; i < Chains; ++i) acc[i] = _mm512_set1_ps(1.0f + 0.001f * static_cast<float>(i));
+  __m512 m = _mm512_set1_ps(0.99999f), a = _mm512_set1_ps(1e-6f);
+  asm volatile("" : "+v"(m), "+v"(a));
+  for (std::int64_t it = 0; it < iters; ++it) {
+#pragma GCC unroll 32
+    for (int i = 0; i < Chains; ++i) acc[i] = _mm512_fmadd_ps(acc[i], m, a);
+  }
+  __m512 s = acc[0];
+  for (int i = 1; i < Chains; ++i) s = _mm512_add_ps(s, acc[i]);
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, s);
+  float sum = 0;
+  for (float v : lanes) sum += v;
+  return sum;
+}
+
+struct result {
+  double gflops_median, gflops_best;
+};
+
+// Runs `kernel(iters)` on `threads` threads at once (one TBB task each) and returns GFLOP/s.
+template <class K>
+result measure(K kernel, double flop_per_iter, int threads, std::int64_t iters) {
+  tbb::task_arena arena(threads);
+  auto once = [&] {
+    arena.execute([&] {
+      tbb::parallel_for(
+          tbb::blocked_range<int>(0, threads, 1),
+          [&](const tbb::blocked_range<int>& r) {
+            for (int t = r.begin(); t != r.end(); ++t) do_not_optimize(kernel(iters));
+          },
+          tbb::simple_partitioner{});
+    });
+  };
+  const samples s = time_it(once, {.warmup = 2, .min_reps = 7, .max_reps = 15, .budget_ms = 600});
+  const double flop = flop_per_iter * static_cast<double>(iters) * threads;
+  return {flop / (s.median() * 1e6), flop / (s.min() * 1e6)};
+}
+
+// The chain count that reached the highest rate (enough chains to cover latency x pipes).
+template <int... Chains, class Pick>
+result best_of(Pick pick) {
+  result best{0, 0};
+  for (result r : {pick.template operator()<Chains>()...})
+    if (r.gflops_best > best.gflops_best) best = r;
+  return best;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int cores = tbb::info::default_concurrency();
+  const std::int64_t iters = std::stoll(arg(argc, argv, "iters", flag(argc, argv, "quick") ? "4000000" : "20000000"));
+  print_header("FP32 FMA peak", cat("- kernel: independent FMA chains, ", iters,
+                                    " iterations per thread, 7 to 15 runs each; GFLOP/s of the median and of the best run\n"));
+
+  table t({"registers", "chains", "threads", "GFLOP/s median", "GFLOP/s best", "implied GHz, 2 FMA pipes"});
+  // Both pipes of an AMD Zen or Intel core issue one FMA per cycle: flop/cycle = 2 x 2 x width.
+  auto row = [&](const std::string& regs, const std::string& chains, int threads, result r, int width) {
+    t.add({regs, chains, std::to_string(threads), fixed(r.gflops_median, 1), fixed(r.gflops_best, 1),
+           fixed(r.gflops_best / threads / (4.0 * width), 2)});
+  };
+  const std::string arch = cat("xsimd ", xsimd::default_arch::name(), " (this build)");
+  result one{}, all{};
+  for (int threads : {1, cores}) {
+    auto pick = [&]<int C>() { return measure(xsimd_chains<C>, xsimd_flop_per_iter<C>(), threads, iters); };
+    const result r = best_of<8, 10, 12>(pick);
+    row(arch, "best of 8/10/12", threads, r, xsimd::batch<float>::size);
+    (threads == 1 ? one : all) = r;
+    if (cores == 1) break;
+  }
+  result one512{};
+  const bool has512 = __builtin_cpu_supports("avx512f");
+  if (has512) {
+    for (int threads : {1, cores}) {
+      auto pick = [&]<int C>() { return measure(avx512_chains<C>, 2.0 * C * 16, threads, iters / 2); };
+      const result r = best_of<8, 12, 16, 24>(pick);
+      row("AVX-512 zmm (target attribute)", "best of 8/12/16/24", threads, r, 16);
+      if (threads == 1) one512 = r;
+      if (cores == 1) break;
+    }
+  }
+  t.print();
+  // A peak is what the hardware can do, and other tenants only ever slow a run down: the best run
+  // is the estimate (the median shows how disturbed the machine was).
+  std::cout << "Peak per core: " << fixed(one.gflops_best, 1) << " GFLOP/s with " << xsimd::batch<float>::size
+            << "-float registers";
+  if (has512)
+    std::cout << "; AVX-512 registers reach " << fixed(one512.gflops_best, 1) << " ("
+              << fixed(one512.gflops_best / one.gflops_best, 2) << "x)";
+  std::cout << ".\n\n";
+  // Read by bench/run.sh and handed to gemm_bench as the denominators of "% of peak".
+  std::cout << "PEAK_GFLOPS_1=" << fixed(one.gflops_best, 1)
+            << " PEAK_GFLOPS_ALL=" << fixed(cores > 1 ? all.gflops_best : one.gflops_best, 1) << " THREADS=" << cores
+            << '\n';
+}
