@@ -2,6 +2,7 @@
 // Markdown table printer, peak RSS, and a header naming the machine so pasted tables carry their context.
 #pragma once
 #include <sys/resource.h>
+#include <time.h>
 
 #include <algorithm>
 #include <chrono>
@@ -21,6 +22,14 @@ using clock = std::chrono::steady_clock;
 
 inline double ms_since(clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(clock::now() - t0).count();
+}
+
+// CPU time of the calling thread: for single-threaded code on a shared machine it is far steadier
+// than wall time, since time spent descheduled does not count.
+inline double thread_cpu_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) * 1e-6;
 }
 
 // Timings of one measurement, in milliseconds. The median is what we compare (robust to the
@@ -62,6 +71,26 @@ samples time_it(F&& f, repeat r = {}) {
     s.add(ms);
     total += ms;
   }
+  return s;
+}
+
+// Times n variants round-robin (variant 0, 1, ..., n-1, then again), so bursts of load from other
+// tenants hit all of them alike and their ratios stay meaningful. run(i) runs variant i once.
+template <class F>
+std::vector<samples> time_interleaved(std::size_t n, F&& run, repeat r = {}) {
+  for (int w = 0; w < r.warmup; ++w)
+    for (std::size_t i = 0; i < n; ++i) run(i);
+  std::vector<samples> s(n);
+  double total = 0;
+  for (int round = 0; round < r.max_reps && (round < r.min_reps || total < r.budget_ms * static_cast<double>(n));
+       ++round)
+    for (std::size_t i = 0; i < n; ++i) {
+      const auto t0 = clock::now();
+      run(i);
+      const double ms = ms_since(t0);
+      s[i].add(ms);
+      total += ms;
+    }
   return s;
 }
 

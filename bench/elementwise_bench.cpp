@@ -140,47 +140,61 @@ void hand_simd_backward(problem& p, std::vector<float>& partial) {
 
 // ---- hybrid: one expression, one forward loop, one tape entry --------------------------------------
 // The upstream gradient is copied into y's adjoint between the timed halves (a loss would put it there).
+// One step's forward and backward times: wall clock and this thread's CPU time.
+struct step_time {
+  double fwd, bwd, fwd_cpu, bwd_cpu;
+};
+
 template <class Simd, class Exec>
-std::pair<double, double> hybrid_step(problem& p, bool keep = false) {
+step_time hybrid_step(problem& p, bool keep = false) {
   tape::current().reset();
   const auto t0 = clock::now();
+  const double c0 = thread_cpu_ms();
   var<float> y = evaluate<Simd, Exec>(gelu(p.x * p.w + p.b));
-  const double fwd = ms_since(t0);
+  const double fwd = ms_since(t0), fwd_cpu = thread_cpu_ms() - c0;
   std::memcpy(y.grad_data(), p.dy.data(), p.dy.size() * sizeof(float));
   const auto t1 = clock::now();
+  const double c1 = thread_cpu_ms();
   tape::current().run_backward();
-  const double bwd = ms_since(t1);
+  const double bwd = ms_since(t1), bwd_cpu = thread_cpu_ms() - c1;
   if (keep) std::copy(y.values().begin(), y.values().end(), p.y.begin());
-  return {fwd, bwd};
+  return {fwd, bwd, fwd_cpu, bwd_cpu};
 }
 
 struct timings {
-  samples fwd, bwd, total;
+  samples fwd, bwd, total, cpu;  // cpu: fwd+bwd CPU time of the calling thread
 };
+// Steps the variants round-robin (see time_interleaved) and collects each one's timings.
 template <class Step>
-timings time_steps(Step step, const repeat& r) {
-  for (int i = 0; i < r.warmup; ++i) step();
-  timings t;
+std::vector<timings> time_steps(const std::vector<Step>& steps, const repeat& r) {
+  for (int i = 0; i < r.warmup; ++i)
+    for (const auto& step : steps) step();
+  std::vector<timings> t(steps.size());
   double spent = 0;
-  while (static_cast<int>(t.total.size()) < r.max_reps &&
-         (static_cast<int>(t.total.size()) < r.min_reps || spent < r.budget_ms)) {
-    const auto [f, b] = step();
-    t.fwd.add(f);
-    t.bwd.add(b);
-    t.total.add(f + b);
-    spent += f + b;
-  }
+  for (int round = 0;
+       round < r.max_reps && (round < r.min_reps || spent < r.budget_ms * static_cast<double>(steps.size())); ++round)
+    for (std::size_t v = 0; v < steps.size(); ++v) {
+      const step_time st = steps[v]();
+      t[v].fwd.add(st.fwd);
+      t[v].bwd.add(st.bwd);
+      t[v].total.add(st.fwd + st.bwd);
+      t[v].cpu.add(st.fwd_cpu + st.bwd_cpu);
+      spent += st.fwd + st.bwd;
+    }
   return t;
 }
+
 template <class F, class B>
 auto hand_step(F fwd, B bwd) {
   return [=] {
     const auto t0 = clock::now();
+    const double c0 = thread_cpu_ms();
     fwd();
-    const double f = ms_since(t0);
+    const double f = ms_since(t0), f_cpu = thread_cpu_ms() - c0;
     const auto t1 = clock::now();
+    const double c1 = thread_cpu_ms();
     bwd();
-    return std::pair{f, ms_since(t1)};
+    return step_time{f, ms_since(t1), f_cpu, thread_cpu_ms() - c1};
   };
 }
 
@@ -218,7 +232,9 @@ int main(int argc, char** argv) {
                    "- oneTBB threads: ", cores, "; xsimd pack: ", W, " floats; cells: median (min) ms of >= ",
                    rep.min_reps, " steps\n"
                    "- GB/s: least traffic (forward reads x, writes y: 8 B/element; backward reads x, dy, writes "
-                   "dx: 12 B/element) over the median time\n"));
+                   "dx: 12 B/element) over the median time\n"
+                   "- CPU ms: CPU time of the calling thread (single-threaded variants), steadier than wall time on a "
+                   "shared machine\n- x columns: ratio of median fwd+bwd wall times (lower is better)\n"));
 
   std::mt19937 rng(1);
   std::vector<hybrid::shape> shapes = {{2048, 1024}, {16, 128, 3072}, {64, 256}};
@@ -235,7 +251,7 @@ int main(int argc, char** argv) {
     std::vector<float> partial;
     struct variant {
       std::string key, name;
-      std::function<std::pair<double, double>()> step;
+      std::function<step_time()> step;
     };
     const std::vector<variant> variants = {
         {"hand", "hand loop, std::erf, 1 thread", hand_step([&] { hand_forward(p); }, [&] { hand_backward(p); })},
@@ -247,25 +263,30 @@ int main(int argc, char** argv) {
         {"hybrid-serial", "hybrid xsimd + serial", [&] { return hybrid_step<simd::native, exec::serial>(p); }},
         {"hybrid-scalar", "hybrid scalar + serial", [&] { return hybrid_step<simd::scalar, exec::serial>(p); }},
     };
-    std::vector<timings> t;
-    for (const auto& v : variants) {
-      t.push_back(only.empty() || only == v.key ? time_steps(v.step, rep) : timings{});
-      if (only == v.key)
-        std::cout << v.key << ' ' << s.str() << " forward " << ms_cell(t.back().fwd) << " backward "
-                  << ms_cell(t.back().bwd) << " total " << ms_cell(t.back().total) << " ms\n";
+    if (!only.empty()) {  // profiling one variant: one line, wall and CPU time
+      for (const auto& v : variants)
+        if (v.key == only) {
+          const timings t = time_steps(std::vector{v.step}, rep)[0];
+          std::cout << v.key << ' ' << s.str() << " forward " << ms_cell(t.fwd) << " backward " << ms_cell(t.bwd)
+                    << " total " << ms_cell(t.total) << " ms; thread CPU " << ms_cell(t.cpu) << " ms\n";
+        }
+      continue;
     }
-    if (!only.empty()) continue;
+    std::vector<std::function<step_time()>> steps;
+    for (const auto& v : variants) steps.push_back(v.step);
+    const std::vector<timings> t = time_steps(steps, rep);
 
     std::cout << "### " << s.str() << " (" << p.rows << " x " << p.cols << "), max rel. difference hybrid vs "
               << "plain loop: " << fixed(err * 1e6, 2) << "e-6\n\n";
-    table tab({"variant", "forward ms", "backward ms", "fwd+bwd ms", "fwd GB/s", "bwd GB/s", "x plain loop",
-               "x xsimd loop"});
+    table tab({"variant", "forward ms", "backward ms", "fwd+bwd ms", "fwd+bwd CPU ms", "fwd GB/s", "bwd GB/s",
+               "x plain loop", "x xsimd loop"});
     const double n = static_cast<double>(p.n);
     for (std::size_t i = 0; i < variants.size(); ++i) {
       // Same execution for the xsimd floor: serial for serial variants, tbb for tbb ones.
       const bool par = variants[i].key.ends_with("tbb");
       const timings& floor = t[par ? 2 : 1];
       tab.add({variants[i].name, ms_cell(t[i].fwd), ms_cell(t[i].bwd), ms_cell(t[i].total),
+               par ? std::string("-") : ms_cell(t[i].cpu),
                fixed(8 * n / (t[i].fwd.median() * 1e6), 1), fixed(12 * n / (t[i].bwd.median() * 1e6), 1),
                fixed(t[i].total.median() / t[0].total.median(), 2),
                fixed(t[i].total.median() / floor.total.median(), 2)});
