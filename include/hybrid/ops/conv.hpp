@@ -1,0 +1,217 @@
+// conv2d / conv1d (PyTorch weight layouts [O, C, kh, kw] / [O, C, k]): im2col + one GEMM per chunk of
+// images, backward by col2im (a deterministic scatter-add) and GEMMs for the weight and input gradients.
+#pragma once
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+
+#include "hybrid/autodiff/tape.hpp"
+#include "hybrid/backend/gemm.hpp"
+#include "hybrid/ops/reduce.hpp"
+
+namespace hybrid {
+
+// Stride and zero padding, the same along both spatial axes (as PyTorch's int arguments).
+struct conv_options {
+  index_t stride = 1;
+  index_t padding = 0;
+};
+
+namespace detail {
+
+// x [B, C, H, W] * w [O, C, kh, kw] -> [B, O, Ho, Wo]; conv1d is the case H = kh = 1.
+struct conv_geometry {
+  index_t B, C, H, W, O, kh, kw, sh, sw, ph, pw, Ho, Wo;
+  index_t K() const { return C * kh * kw; }  // rows of im2col = the weight's columns
+  index_t P() const { return Ho * Wo; }      // output positions per image
+  // Images per chunk: enough positions that each chunk's GEMM is a real one (N >= ~1024 columns),
+  // while chunks stay cache-sized and spread a batch over the threads. Fixed by sizes alone. Measured
+  // on a 64 x 32x32 CNN (2 cores): 128..4096 columns per chunk all within noise, and about 10-20%
+  // faster than one GEMM over the whole batch's im2col (which also needs a transposing pass more).
+  index_t images_per_chunk() const { return std::clamp<index_t>(1024 / std::max<index_t>(P(), 1), 1, std::max<index_t>(B, 1)); }
+};
+
+// The first and one-past-last output index o whose input index o * s - p + k lies in [0, n).
+inline void valid_range(index_t n, index_t out, index_t s, index_t p, index_t k, index_t& lo, index_t& hi) {
+  lo = 0;
+  while (lo < out && lo * s - p + k < 0) ++lo;
+  hi = out;
+  while (hi > lo && (hi - 1) * s - p + k >= n) --hi;
+}
+
+// im2col of one image [C, H, W] into col (K rows, row stride ld; this image's P columns), or with
+// ToImage its adjoint col2im: image += the columns scattered back. One loop for both, so the two can
+// never disagree; the scatter runs in a fixed order (deterministic).
+template <bool ToImage, class T>
+void im2col_pass(const conv_geometry& g, std::conditional_t<ToImage, T*, const T*> image,
+                 std::conditional_t<ToImage, const T*, T*> col, index_t ld) {
+  for (index_t c = 0; c < g.C; ++c)
+    for (index_t ki = 0; ki < g.kh; ++ki)
+      for (index_t kj = 0; kj < g.kw; ++kj) {
+        auto* crow = col + ((c * g.kh + ki) * g.kw + kj) * ld;
+        index_t oh0, oh1, ow0, ow1;
+        valid_range(g.H, g.Ho, g.sh, g.ph, ki, oh0, oh1);
+        valid_range(g.W, g.Wo, g.sw, g.pw, kj, ow0, ow1);
+        for (index_t oh = 0; oh < g.Ho; ++oh) {
+          auto* seg = crow + oh * g.Wo;
+          if (oh < oh0 || oh >= oh1) {
+            if constexpr (!ToImage) std::fill_n(seg, g.Wo, T(0));
+            continue;
+          }
+          // Input element of output column ow: irow[ow * sw + shift] (shift may be negative).
+          auto* irow = image + (c * g.H + oh * g.sh - g.ph + ki) * g.W;
+          const index_t shift = kj - g.pw;
+          if constexpr (ToImage) {
+            for (index_t ow = ow0; ow < ow1; ++ow) irow[ow * g.sw + shift] += seg[ow];
+          } else {
+            std::fill_n(seg, ow0, T(0));
+            if (g.sw == 1)  // the common case: a contiguous copy the compiler vectorizes
+              for (index_t ow = ow0; ow < ow1; ++ow) seg[ow] = irow[ow + shift];
+            else
+              for (index_t ow = ow0; ow < ow1; ++ow) seg[ow] = irow[ow * g.sw + shift];
+            std::fill(seg + ow1, seg + g.Wo, T(0));
+          }
+        }
+      }
+}
+
+// One GEMM call: through the Exec policy's tiles when the whole batch is one chunk, else serial
+// inside the caller's loop over chunks (no nested parallelism).
+template <class Gemm, class Exec, class T>
+void conv_gemm(bool single, bool ta, bool tb, index_t M, index_t N, index_t K, const T* A, index_t lda, const T* B,
+               index_t ldb, T beta, T* C, index_t ldc) {
+  if (single) Gemm::template run<T, Exec>(ta, tb, M, N, K, T(1), A, lda, B, ldb, beta, C, ldc);
+  else Gemm::template run<T, exec::serial>(ta, tb, M, N, K, T(1), A, lda, B, ldb, beta, C, ldc);
+}
+
+template <class Exec, class Gemm, class T>
+var<T> conv_forward(const conv_geometry g, const hybrid::shape& out_shape, const var<T>& x, const var<T>& w,
+                    const var<T>& bias) {
+  using P = typename simd::default_policy::template pack<T>;
+  tape& tp = tape::current();
+  const bool needs_grad = tp.recording() && (any_requires_grad(x, w) || (bias.valid() && bias.requires_grad()));
+  var<T> out = make_result<T>(out_shape, needs_grad);
+  const index_t K = g.K(), Pn = g.P(), per = g.images_per_chunk();
+  const index_t chunks = g.B == 0 ? 0 : (g.B + per - 1) / per;
+  {
+    // col [K, n*P] and the product [O, n*P] per chunk, released as soon as the output is written.
+    tape_scope scratch;
+    T* col = tp.allocate<T>(g.B * Pn * K);
+    T* prod = tp.allocate<T>(g.B * Pn * g.O);
+    const T *xv = x.data(), *wv = w.data(), *bv = bias.valid() ? bias.data() : nullptr;
+    T* y = out.data();
+    Exec::for_each(chunks, [&](index_t k) {
+      const index_t b0 = k * per, n = std::min(per, g.B - b0), N = n * Pn;
+      T* c = col + b0 * Pn * K;
+      T* pr = prod + b0 * Pn * g.O;
+      for (index_t i = 0; i < n; ++i) im2col_pass<false, T>(g, xv + (b0 + i) * g.C * g.H * g.W, c + i * Pn, N);
+      conv_gemm<Gemm, Exec>(chunks == 1, false, false, g.O, N, K, wv, K, c, N, T(0), pr, N);
+      // [O, n, P] -> [n, O, P], adding the bias on the way.
+      for (index_t i = 0; i < n; ++i)
+        for (index_t o = 0; o < g.O; ++o) {
+          const T* s = pr + o * N + i * Pn;
+          T* d = y + ((b0 + i) * g.O + o) * Pn;
+          const T add = bv ? bv[o] : T(0);
+          for (index_t p = 0; p < Pn; ++p) d[p] = s[p] + add;
+        }
+    });
+  }
+  if (!needs_grad) return out;
+
+  node<T>*nx = x.get(), *nw = w.get(), *nb = bias.valid() ? bias.get() : nullptr, *ny = out.get();
+  tp.record([=] {
+    tape& t = tape::current();
+    tape_scope scratch;
+    const bool dw = nw->grad != nullptr, dx = nx->grad != nullptr, db = nb && nb->grad;
+    // Per chunk: the output gradient as [O, n*P], im2col (recomputed, never stored), and partial
+    // weight / bias gradients summed afterwards in chunk order, so results never depend on threads.
+    T* dprod = t.allocate<T>(g.B * Pn * g.O);
+    T* col = (dw || dx) ? t.allocate<T>(g.B * Pn * K) : nullptr;
+    const bool partial = chunks > 1;
+    T* dw_part = dw && partial ? t.allocate<T>(chunks * g.O * K) : nullptr;
+    T* db_part = db ? t.allocate<T>(chunks * g.O) : nullptr;
+    Exec::for_each(chunks, [&](index_t k) {
+      const index_t b0 = k * per, n = std::min(per, g.B - b0), N = n * Pn;
+      T* dp = dprod + b0 * Pn * g.O;
+      for (index_t i = 0; i < n; ++i)
+        for (index_t o = 0; o < g.O; ++o) std::copy_n(ny->grad + ((b0 + i) * g.O + o) * Pn, Pn, dp + o * N + i * Pn);
+      if (db)
+        for (index_t o = 0; o < g.O; ++o) db_part[k * g.O + o] = rowwise::sum<P>(dp + o * N, N);
+      if (!col) return;
+      T* c = col + b0 * Pn * K;
+      if (dw) {
+        for (index_t i = 0; i < n; ++i)
+          im2col_pass<false, T>(g, nx->value + (b0 + i) * g.C * g.H * g.W, c + i * Pn, N);
+        // dW = dY col^T: this chunk's share, or straight into the gradient when there is one chunk.
+        conv_gemm<Gemm, Exec>(!partial, false, true, g.O, K, N, dp, N, c, N, partial ? T(0) : T(1),
+                              partial ? dw_part + k * g.O * K : nw->grad, K);
+      }
+      if (dx) {
+        // dcol = W^T dY, then col2im into this chunk's own images (disjoint across chunks).
+        conv_gemm<Gemm, Exec>(!partial, true, false, K, N, g.O, nw->value, K, dp, N, T(0), c, N);
+        for (index_t i = 0; i < n; ++i) im2col_pass<true, T>(g, nx->grad + (b0 + i) * g.C * g.H * g.W, c + i * Pn, N);
+      }
+    });
+    if (db)
+      for (index_t k = 0; k < chunks; ++k)
+        for (index_t o = 0; o < g.O; ++o) nb->grad[o] += db_part[k * g.O + o];
+    if (dw_part) {
+      const exec::row_chunks rc(g.O, K);
+      Exec::for_each(rc.count, [&](index_t r) {
+        for (index_t k = 0; k < chunks; ++k)
+          for (index_t i = rc.begin(r) * K; i < rc.end(r) * K; ++i) nw->grad[i] += dw_part[k * g.O * K + i];
+      });
+    }
+  });
+  return out;
+}
+
+inline void check_conv_options(const char* op, conv_options opt) {
+  if (opt.stride < 1 || opt.padding < 0)
+    throw std::invalid_argument(std::string(op) + ": stride must be >= 1 and padding >= 0, got stride " +
+                                std::to_string(opt.stride) + ", padding " + std::to_string(opt.padding));
+}
+
+inline void check_conv_bias(const char* op, const hybrid::shape& w, const hybrid::shape* bias) {
+  if (bias && *bias != hybrid::shape{w[0]})
+    throw shape_error(op, "bias", *bias, "weight", w, "bias must be [out_channels]");
+}
+
+}  // namespace detail
+
+// 2-D convolution (cross-correlation, as torch.nn.functional.conv2d): x [B, C, H, W], weight
+// [O, C, kh, kw], optional bias [O] (pass {} for none) -> [B, O, (H + 2p - kh) / s + 1, (W + 2p - kw) / s + 1].
+template <class Exec = exec::default_policy, class Gemm = gemm::default_policy, class T>
+var<T> conv2d(const var<T>& x, const var<T>& weight, const var<T>& bias = {}, conv_options opt = {}) {
+  detail::check_conv_options("conv2d", opt);
+  const hybrid::shape &sx = x.shape(), &sw = weight.shape();
+  if (sx.rank() != 4 || sw.rank() != 4)
+    throw shape_error("conv2d", "x", sx, "weight", sw, "need x [B, C, H, W] and weight [O, C, kh, kw]");
+  if (sx[1] != sw[1]) throw shape_error("conv2d", "x", sx, "weight", sw, "input channels differ");
+  if (sx[2] + 2 * opt.padding < sw[2] || sx[3] + 2 * opt.padding < sw[3])
+    throw shape_error("conv2d", "x", sx, "weight", sw, "kernel larger than the padded input");
+  detail::check_conv_bias("conv2d", sw, bias.valid() ? &bias.shape() : nullptr);
+  const index_t s = opt.stride, p = opt.padding;
+  const detail::conv_geometry g{sx[0], sx[1], sx[2], sx[3], sw[0], sw[2], sw[3], s, s, p, p,
+                                (sx[2] + 2 * p - sw[2]) / s + 1, (sx[3] + 2 * p - sw[3]) / s + 1};
+  return detail::conv_forward<Exec, Gemm>(g, {g.B, g.O, g.Ho, g.Wo}, x, weight, bias);
+}
+
+// 1-D convolution (torch.nn.functional.conv1d): x [B, C, L], weight [O, C, k], optional bias [O]
+// -> [B, O, (L + 2p - k) / s + 1]. The same code path as conv2d with H = 1.
+template <class Exec = exec::default_policy, class Gemm = gemm::default_policy, class T>
+var<T> conv1d(const var<T>& x, const var<T>& weight, const var<T>& bias = {}, conv_options opt = {}) {
+  detail::check_conv_options("conv1d", opt);
+  const hybrid::shape &sx = x.shape(), &sw = weight.shape();
+  if (sx.rank() != 3 || sw.rank() != 3)
+    throw shape_error("conv1d", "x", sx, "weight", sw, "need x [B, C, L] and weight [O, C, k]");
+  if (sx[1] != sw[1]) throw shape_error("conv1d", "x", sx, "weight", sw, "input channels differ");
+  if (sx[2] + 2 * opt.padding < sw[2]) throw shape_error("conv1d", "x", sx, "weight", sw, "kernel longer than the padded input");
+  detail::check_conv_bias("conv1d", sw, bias.valid() ? &bias.shape() : nullptr);
+  const index_t s = opt.stride, p = opt.padding;
+  const detail::conv_geometry g{sx[0], sx[1], 1, sx[2], sw[0], 1, sw[2], 1, s, 0, p, 1, (sx[2] + 2 * p - sw[2]) / s + 1};
+  return detail::conv_forward<Exec, Gemm>(g, {g.B, g.O, g.Wo}, x, weight, bias);
+}
+
+}  // namespace hybrid

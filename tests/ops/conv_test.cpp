@@ -1,0 +1,232 @@
+// conv2d / conv1d: values against naive loops and PyTorch, gradients (finite differences, one and several
+// chunks of images), serial vs tbb bitwise, errors.
+#include <doctest/doctest.h>
+
+#include <hybrid/autodiff/gradient_check.hpp>
+#include <hybrid/ops/conv.hpp>
+
+#include "fixtures/torch_conv.inc"
+
+using namespace hybrid;
+
+namespace {
+parameter<double> random_param(const char* name, hybrid::shape s, std::mt19937& rng) {
+  parameter<double> p(name, s);
+  fill_uniform(p.value(), rng);
+  return p;
+}
+template <class T>
+parameter<T> from_array(const char* name, hybrid::shape s, const double* v) {
+  parameter<T> p(name, s);
+  for (index_t i = 0; i < s.numel(); ++i) p.value()[i] = static_cast<T>(v[i]);
+  return p;
+}
+
+// The definition: y[b, o, i, j] = bias[o] + sum_{c, u, v} x[b, c, i*s - p + u, j*s - p + v] w[o, c, u, v].
+tensor<double> naive_conv2d(const tensor<double>& x, const tensor<double>& w, const tensor<double>* bias, index_t s,
+                            index_t p) {
+  const index_t B = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3), O = w.dim(0), kh = w.dim(2), kw = w.dim(3);
+  const index_t Ho = (H + 2 * p - kh) / s + 1, Wo = (W + 2 * p - kw) / s + 1;
+  tensor<double> y({B, O, Ho, Wo}, 0.0);
+  for (index_t b = 0; b < B; ++b)
+    for (index_t o = 0; o < O; ++o)
+      for (index_t i = 0; i < Ho; ++i)
+        for (index_t j = 0; j < Wo; ++j) {
+          double acc = bias ? (*bias)[o] : 0.0;
+          for (index_t c = 0; c < C; ++c)
+            for (index_t u = 0; u < kh; ++u)
+              for (index_t v = 0; v < kw; ++v) {
+                const index_t ih = i * s - p + u, iw = j * s - p + v;
+                if (ih >= 0 && ih < H && iw >= 0 && iw < W) acc += x(b, c, ih, iw) * w(o, c, u, v);
+              }
+          y(b, o, i, j) = acc;
+        }
+  return y;
+}
+
+template <class T>
+void seed_backward(const var<T>& y) {
+  for (index_t i = 0; i < y.numel(); ++i) y.grad_data()[i] = static_cast<T>(std::sin(0.37 * double(i)) + 0.1);
+  tape::current().run_backward();
+}
+}  // namespace
+
+TEST_CASE("conv2d values match naive loops (strides, paddings, odd and non-square kernels, several chunks)") {
+  struct cfg {
+    hybrid::shape x, w;
+    index_t stride, padding;
+    bool bias;
+  };
+  const cfg cases[] = {
+      {{2, 3, 5, 5}, {4, 3, 3, 3}, 1, 1, true},  {{1, 2, 7, 6}, {3, 2, 3, 2}, 2, 0, false},
+      {{3, 1, 6, 9}, {2, 1, 1, 4}, 3, 2, true},  {{2, 4, 4, 4}, {5, 4, 4, 4}, 1, 0, true},
+      {{3, 2, 40, 41}, {3, 2, 3, 3}, 1, 1, true},  // P = 1640 positions: one image per chunk, 3 chunks
+      {{5, 2, 16, 16}, {3, 2, 3, 3}, 1, 1, false}, // P = 256: chunks of 4 images and 1
+      {{2, 1, 1, 1}, {2, 1, 3, 3}, 1, 1, true},    // every tap but the centre reads padding
+  };
+  std::mt19937 rng(1);
+  for (const auto& c : cases) {
+    CAPTURE(c.x.str());
+    CAPTURE(c.w.str());
+    tape::current().reset();
+    auto x = random_param("x", c.x, rng);
+    auto w = random_param("w", c.w, rng);
+    auto b = random_param("b", {c.w[0]}, rng);
+    var<double> y = conv2d(x.use(), w.use(), c.bias ? b.use() : var<double>{}, {.stride = c.stride, .padding = c.padding});
+    const tensor<double> want = naive_conv2d(x.value(), w.value(), c.bias ? &b.value() : nullptr, c.stride, c.padding);
+    REQUIRE(y.shape() == want.shape());
+    double worst = 0;
+    for (index_t i = 0; i < want.numel(); ++i) worst = std::max(worst, std::abs(y[i] - want[i]));
+    CHECK(worst < 1e-12);
+  }
+}
+
+TEST_CASE("conv1d equals conv2d with H = 1") {
+  tape::current().reset();
+  std::mt19937 rng(2);
+  auto x = random_param("x", {3, 4, 13}, rng);
+  auto w = random_param("w", {5, 4, 3}, rng);
+  auto b = random_param("b", {5}, rng);
+  var<double> y = conv1d(x.use(), w.use(), b.use(), {.stride = 2, .padding = 1});
+  // The reference: x padded along L by hand, a stride-1 conv2d with H = 1, every second column.
+  tensor<double> xp({3, 4, 1, 15}, 0.0);
+  for (index_t i = 0; i < 3 * 4; ++i)
+    for (index_t l = 0; l < 13; ++l) xp[i * 15 + l + 1] = x.value()[i * 13 + l];
+  const tensor<double> ref = naive_conv2d(xp, w.value().reshaped({5, 4, 1, 3}), &b.value(), 1, 0);
+  REQUIRE(y.shape() == hybrid::shape{3, 5, 7});
+  for (index_t bo = 0; bo < 15; ++bo)
+    for (index_t l = 0; l < 7; ++l) CHECK(y[bo * 7 + l] == doctest::Approx(ref[bo * 13 + 2 * l]).epsilon(1e-12));
+}
+
+TEST_CASE("conv2d and conv1d match PyTorch (values and gradients)") {
+  using namespace torch_conv;
+  auto compare = [](std::span<const double> got, const double* want, std::size_t n) {
+    REQUIRE(got.size() == n);
+    double worst = 0;
+    for (std::size_t i = 0; i < n; ++i) worst = std::max(worst, std::abs(got[i] - want[i]));
+    CHECK(worst < 1e-12);
+  };
+  {
+    tape::current().reset();
+    auto x = from_array<double>("x", {2, 3, 7, 6}, conv2d_in0);
+    auto w = from_array<double>("w", {4, 3, 3, 2}, conv2d_in1);
+    auto b = from_array<double>("b", {4}, conv2d_in2);
+    var<double> y = conv2d(x.use(), w.use(), b.use(), {.stride = 2, .padding = 1});
+    REQUIRE(y.shape() == hybrid::shape{2, 4, 4, 4});
+    compare(y.values(), conv2d_out, std::size(conv2d_out));
+    std::copy(std::begin(conv2d_upstream), std::end(conv2d_upstream), y.grad_data());
+    tape::current().run_backward();
+    compare(x.grad().span(), conv2d_grad0, std::size(conv2d_grad0));
+    compare(w.grad().span(), conv2d_grad1, std::size(conv2d_grad1));
+    compare(b.grad().span(), conv2d_grad2, std::size(conv2d_grad2));
+  }
+  {
+    tape::current().reset();
+    auto x = from_array<double>("x", {2, 3, 9}, conv1d_in0);
+    auto w = from_array<double>("w", {5, 3, 4}, conv1d_in1);
+    auto b = from_array<double>("b", {5}, conv1d_in2);
+    var<double> y = conv1d(x.use(), w.use(), b.use(), {.stride = 1, .padding = 2});
+    REQUIRE(y.shape() == hybrid::shape{2, 5, 10});
+    compare(y.values(), conv1d_out, std::size(conv1d_out));
+    std::copy(std::begin(conv1d_upstream), std::end(conv1d_upstream), y.grad_data());
+    tape::current().run_backward();
+    compare(x.grad().span(), conv1d_grad0, std::size(conv1d_grad0));
+    compare(w.grad().span(), conv1d_grad1, std::size(conv1d_grad1));
+    compare(b.grad().span(), conv1d_grad2, std::size(conv1d_grad2));
+  }
+}
+
+TEST_CASE("conv gradients match finite differences") {
+  std::mt19937 rng(3);
+  // conv is linear in each argument, so central differences are exact up to rounding: a larger step
+  // keeps the rounding of sums over thousands of outputs out of the comparison.
+  auto check = [](auto&& f, std::vector<parameter<double>*> ps) {
+    auto r = check_gradients(f, ps, {.eps = 1e-4});
+    INFO(r.report());
+    CHECK(r.ok);
+  };
+  SUBCASE("conv2d, padding and stride") {
+    auto x = random_param("x", {2, 3, 5, 6}, rng);
+    auto w = random_param("w", {4, 3, 3, 2}, rng);
+    auto b = random_param("b", {4}, rng);
+    for (index_t s : {1, 2})
+      for (index_t p : {0, 1, 2}) {
+        CAPTURE(s);
+        CAPTURE(p);
+        check([&] { return conv2d(x.use(), w.use(), b.use(), {.stride = s, .padding = p}); }, {&x, &w, &b});
+      }
+    check([&] { return conv2d(x.use(), w.use()); }, {&x, &w});
+  }
+  SUBCASE("conv2d over several chunks (partial weight gradients summed)") {
+    auto x = random_param("x", {5, 1, 16, 16}, rng);  // 256 positions: chunks of 4 images and 1
+    auto w = random_param("w", {2, 1, 3, 3}, rng);
+    auto b = random_param("b", {2}, rng);
+    check([&] { return conv2d(x.use(), w.use(), b.use(), {.padding = 1}); }, {&x, &w, &b});
+  }
+  SUBCASE("conv1d") {
+    auto x = random_param("x", {2, 3, 8}, rng);
+    auto w = random_param("w", {2, 3, 3}, rng);
+    auto b = random_param("b", {2}, rng);
+    check([&] { return conv1d(x.use(), w.use(), b.use(), {.stride = 2, .padding = 1}); }, {&x, &w, &b});
+  }
+  SUBCASE("frozen input or weight") {
+    auto x = random_param("x", {2, 2, 4, 4}, rng);
+    auto w = random_param("w", {3, 2, 2, 2}, rng);
+    auto b = random_param("b", {3}, rng);
+    x.set_trainable(false);
+    check([&] { return conv2d(x.use(), w.use(), b.use()); }, {&x, &w, &b});
+    x.set_trainable(true);
+    w.set_trainable(false);
+    check([&] { return conv2d(x.use(), w.use(), b.use()); }, {&x, &w, &b});
+  }
+}
+
+TEST_CASE("conv2d: serial and tbb bitwise identical, forward and backward") {
+  auto run = []<class Exec>(Exec) {
+    tape::current().reset();
+    std::mt19937 r(5);
+    parameter<float> x("x", {6, 8, 32, 32}), w("w", {16, 8, 3, 3}), b("b", {16});
+    fill_uniform(x.value(), r);
+    fill_uniform(w.value(), r);
+    fill_uniform(b.value(), r);
+    var<float> y = conv2d<Exec>(x.use(), w.use(), b.use(), {.padding = 1});
+    std::vector<float> out(y.values().begin(), y.values().end());
+    seed_backward(y);
+    out.insert(out.end(), x.grad().begin(), x.grad().end());
+    out.insert(out.end(), w.grad().begin(), w.grad().end());
+    out.insert(out.end(), b.grad().begin(), b.grad().end());
+    return out;
+  };
+  const auto a = run(exec::serial{}), t = run(exec::tbb{});
+  CHECK(a == t);
+}
+
+TEST_CASE("conv forward in float is close to the double reference") {
+  tape::current().reset();
+  std::mt19937 rng(6);
+  auto xd = random_param("x", {4, 3, 17, 15}, rng);
+  auto wd = random_param("w", {8, 3, 3, 3}, rng);
+  parameter<float> x("x", xd.shape()), w("w", wd.shape());
+  std::copy(xd.value().begin(), xd.value().end(), x.value().begin());
+  std::copy(wd.value().begin(), wd.value().end(), w.value().begin());
+  var<float> y = conv2d(x.use(), w.use(), {}, {.stride = 2, .padding = 1});
+  const tensor<double> want = naive_conv2d(xd.value(), wd.value(), nullptr, 2, 1);
+  double worst = 0;
+  for (index_t i = 0; i < want.numel(); ++i) worst = std::max(worst, std::abs(double(y[i]) - want[i]));
+  CHECK(worst < 1e-5);
+}
+
+TEST_CASE("conv shape errors name both shapes") {
+  tape::current().reset();
+  parameter<float> x("x", {2, 3, 8, 8}), w("w", {4, 5, 3, 3}), w2("w2", {4, 3, 3, 3}), big("big", {4, 3, 11, 11}),
+      b("b", {3}), x1("x1", {2, 3, 8}), w1("w1", {4, 2, 3});
+  CHECK_THROWS_WITH_AS(conv2d(x.use(), w.use()), doctest::Contains("[2, 3, 8, 8]"), shape_error);
+  CHECK_THROWS_WITH_AS(conv2d(x.use(), w.use()), doctest::Contains("[4, 5, 3, 3]"), shape_error);
+  CHECK_THROWS_WITH_AS(conv2d(x.use(), big.use(), {}, {.padding = 1}), doctest::Contains("[4, 3, 11, 11]"), shape_error);
+  CHECK_NOTHROW(conv2d(x.use(), big.use(), {}, {.padding = 2}));
+  CHECK_THROWS_WITH_AS(conv2d(x.use(), w2.use(), b.use()), doctest::Contains("bias [3]"), shape_error);
+  CHECK_THROWS_WITH_AS(conv2d(x1.use(), w2.use()), doctest::Contains("[2, 3, 8]"), shape_error);
+  CHECK_THROWS_WITH_AS(conv1d(x1.use(), w1.use()), doctest::Contains("[4, 2, 3]"), shape_error);
+  CHECK_THROWS_AS(conv2d(x.use(), w2.use(), {}, {.stride = 0}), std::invalid_argument);
+  CHECK_THROWS_AS(conv1d(x1.use(), w1.use(), {}, {.padding = -1}), std::invalid_argument);
+}
