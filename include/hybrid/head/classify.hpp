@@ -20,7 +20,7 @@ struct classify_options {
   double label_smoothing = 0;
 };
 
-template <fixed_string Name, index_t Classes, classify_options Options = {}>
+template <fixed_string Name, index_t Classes, classify_options Options = classify_options{}>
 struct classify {
   static constexpr auto name = Name;
   static constexpr index_t outputs = Classes;
