@@ -339,7 +339,8 @@ std::vector<float> tone(double hz, int rate, std::size_t n) {
 }  // namespace
 
 TEST_CASE("resample keeps tones below the new Nyquist rate and removes those above") {
-  for (auto [from, to] : {std::pair{22050, 16000}, std::pair{16000, 22050}, std::pair{48000, 16000}}) {
+  for (const auto& rates : {std::pair{22050, 16000}, std::pair{16000, 22050}, std::pair{48000, 16000}}) {
+    const int from = rates.first, to = rates.second;  // (clang 14 cannot capture structured bindings)
     CAPTURE(from);
     CAPTURE(to);
     const std::size_t n = static_cast<std::size_t>(from) / 4;
