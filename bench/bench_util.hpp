@@ -46,6 +46,7 @@ class samples {
     return n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
   }
   double min() const { return v_.empty() ? 0 : *std::min_element(v_.begin(), v_.end()); }
+  double max() const { return v_.empty() ? 0 : *std::max_element(v_.begin(), v_.end()); }
 
  private:
   std::vector<double> v_;
@@ -74,24 +75,31 @@ samples time_it(F&& f, repeat r = {}) {
   return s;
 }
 
+// Wall time and the calling thread's CPU time of the same runs.
+struct measurement {
+  samples wall, cpu;
+};
+
 // Times n variants round-robin (variant 0, 1, ..., n-1, then again), so bursts of load from other
 // tenants hit all of them alike and their ratios stay meaningful. run(i) runs variant i once.
 template <class F>
-std::vector<samples> time_interleaved(std::size_t n, F&& run, repeat r = {}) {
+std::vector<measurement> time_interleaved(std::size_t n, F&& run, repeat r = {}) {
   for (int w = 0; w < r.warmup; ++w)
     for (std::size_t i = 0; i < n; ++i) run(i);
-  std::vector<samples> s(n);
+  std::vector<measurement> m(n);
   double total = 0;
   for (int round = 0; round < r.max_reps && (round < r.min_reps || total < r.budget_ms * static_cast<double>(n));
        ++round)
     for (std::size_t i = 0; i < n; ++i) {
       const auto t0 = clock::now();
+      const double c0 = thread_cpu_ms();
       run(i);
       const double ms = ms_since(t0);
-      s[i].add(ms);
+      m[i].wall.add(ms);
+      m[i].cpu.add(thread_cpu_ms() - c0);
       total += ms;
     }
-  return s;
+  return m;
 }
 
 // Keeps a value alive against the optimizer without a memory round trip.
