@@ -3,6 +3,7 @@
 # a copy goes to build-bench/bench-results.md. Not a test: nothing here passes or fails on speed.
 #   bench/run.sh [--quick]
 #   HYBRID_BENCH_QUIET_LOAD=0.5 HYBRID_BENCH_WAIT_S=600 bench/run.sh   # wait for a quiet machine first
+#   OPENBLAS_CORETYPE=SkylakeX bench/run.sh   # OpenBLAS's AVX-512 kernels (0.3.21 sees Zen 5 as Haswell)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=build-bench
