@@ -63,6 +63,8 @@ TEST_CASE("conv2d values match naive loops (strides, paddings, odd and non-squar
       {{3, 2, 40, 41}, {3, 2, 3, 3}, 1, 1, true},  // P = 1640 positions: one image per chunk, 3 chunks
       {{5, 2, 16, 16}, {3, 2, 3, 3}, 1, 1, false}, // P = 256: chunks of 4 images and 1
       {{2, 1, 1, 1}, {2, 1, 3, 3}, 1, 1, true},    // every tap but the centre reads padding
+      {{2, 2, 7, 5}, {3, 2, 5, 5}, 1, 2, true},    // "same" 5x5 on a non-square image
+      {{1, 2, 2, 9}, {2, 2, 3, 3}, 1, 1, true},    // fewer rows than the kernel
   };
   std::mt19937 rng(1);
   for (const auto& c : cases) {
@@ -156,6 +158,12 @@ TEST_CASE("conv gradients match finite differences") {
         check([&] { return conv2d(x.use(), w.use(), b.use(), {.stride = s, .padding = p}); }, {&x, &w, &b});
       }
     check([&] { return conv2d(x.use(), w.use()); }, {&x, &w});
+    // "Same" convolutions (stride 1, output as wide as the input) take im2col's contiguous-band path.
+    for (index_t k : {1, 3, 5}) {
+      CAPTURE(k);
+      auto ws = random_param("ws", {2, 3, k, k}, rng);
+      check([&] { return conv2d(x.use(), ws.use(), {}, {.padding = k / 2}); }, {&x, &ws});
+    }
   }
   SUBCASE("conv2d over several chunks (partial weight gradients summed)") {
     auto x = random_param("x", {5, 1, 16, 16}, rng);  // 256 positions: chunks of 4 images and 1
@@ -168,6 +176,7 @@ TEST_CASE("conv gradients match finite differences") {
     auto w = random_param("w", {2, 3, 3}, rng);
     auto b = random_param("b", {2}, rng);
     check([&] { return conv1d(x.use(), w.use(), b.use(), {.stride = 2, .padding = 1}); }, {&x, &w, &b});
+    check([&] { return conv1d(x.use(), w.use(), b.use(), {.padding = 1}); }, {&x, &w, &b});
   }
   SUBCASE("frozen input or weight") {
     auto x = random_param("x", {2, 2, 4, 4}, rng);

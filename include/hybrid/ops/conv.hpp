@@ -46,31 +46,50 @@ inline void valid_range(index_t n, index_t out, index_t s, index_t p, index_t k,
 template <bool ToImage, class T>
 void im2col_pass(const conv_geometry& g, std::conditional_t<ToImage, T*, const T*> image,
                  std::conditional_t<ToImage, const T*, T*> col, index_t ld) {
+  // "Same" convolutions with stride 1 (3x3, padding 1) have rows of col as long as rows of x: a row of
+  // col is then the plane shifted by `off`, one contiguous copy, plus zeros where the window leaves
+  // the image. On small images this is several times faster than copying row by row.
+  const bool band = !ToImage && g.sh == 1 && g.sw == 1 && g.Wo == g.W;
   for (index_t c = 0; c < g.C; ++c)
     for (index_t ki = 0; ki < g.kh; ++ki)
       for (index_t kj = 0; kj < g.kw; ++kj) {
         auto* crow = col + ((c * g.kh + ki) * g.kw + kj) * ld;
+        auto* plane = image + c * g.H * g.W;
         index_t oh0, oh1, ow0, ow1;
         valid_range(g.H, g.Ho, g.sh, g.ph, ki, oh0, oh1);
         valid_range(g.W, g.Wo, g.sw, g.pw, kj, ow0, ow1);
+        const index_t shift = kj - g.pw;  // input column of output column ow: ow * sw + shift
+        if constexpr (!ToImage) {
+          if (band) {
+            // The copied columns [n0, n1): inside the valid rows and reading inside the plane.
+            const index_t off = (ki - g.ph) * g.W + shift, n0 = std::min(std::max(oh0 * g.W, -off), oh1 * g.W),
+                          n1 = std::max(n0, std::min(oh1 * g.W, g.H * g.W - off));
+            std::fill(crow, crow + n0, T(0));
+            std::copy(plane + n0 + off, plane + n1 + off, crow + n0);
+            std::fill(crow + n1, crow + g.P(), T(0));
+            for (index_t oh = oh0; oh < oh1 && (ow0 > 0 || ow1 < g.Wo); ++oh) {
+              for (index_t ow = 0; ow < ow0; ++ow) crow[oh * g.Wo + ow] = T(0);
+              for (index_t ow = ow1; ow < g.Wo; ++ow) crow[oh * g.Wo + ow] = T(0);
+            }
+            continue;
+          }
+        }
         for (index_t oh = 0; oh < g.Ho; ++oh) {
           auto* seg = crow + oh * g.Wo;
           if (oh < oh0 || oh >= oh1) {
             if constexpr (!ToImage) std::fill_n(seg, g.Wo, T(0));
             continue;
           }
-          // Input element of output column ow: irow[ow * sw + shift] (shift may be negative).
-          auto* irow = image + (c * g.H + oh * g.sh - g.ph + ki) * g.W;
-          const index_t shift = kj - g.pw;
+          auto* irow = plane + (oh * g.sh - g.ph + ki) * g.W;
           if constexpr (ToImage) {
-            for (index_t ow = ow0; ow < ow1; ++ow) irow[ow * g.sw + shift] += seg[ow];
-          } else {
-            std::fill_n(seg, ow0, T(0));
-            if (g.sw == 1)  // the common case: a contiguous copy the compiler vectorizes
-              for (index_t ow = ow0; ow < ow1; ++ow) seg[ow] = irow[ow + shift];
+            if (g.sw == 1)
+              for (index_t ow = ow0; ow < ow1; ++ow) irow[ow + shift] += seg[ow];
             else
-              for (index_t ow = ow0; ow < ow1; ++ow) seg[ow] = irow[ow * g.sw + shift];
-            std::fill(seg + ow1, seg + g.Wo, T(0));
+              for (index_t ow = ow0; ow < ow1; ++ow) irow[ow * g.sw + shift] += seg[ow];
+          } else {
+            for (index_t ow = 0; ow < ow0; ++ow) seg[ow] = T(0);
+            for (index_t ow = ow0; ow < ow1; ++ow) seg[ow] = irow[ow * g.sw + shift];
+            for (index_t ow = ow1; ow < g.Wo; ++ow) seg[ow] = T(0);
           }
         }
       }
