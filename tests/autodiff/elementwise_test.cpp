@@ -13,8 +13,8 @@ parameter<double> random_param(const char* name, hybrid::shape s, std::mt19937& 
   return p;
 }
 template <class F>
-void expect_gradients(F&& f, std::vector<parameter<double>*> ps) {
-  auto r = check_gradients(f, ps);
+void expect_gradients(F&& f, std::vector<parameter<double>*> ps, gradient_check_options opt = {}) {
+  auto r = check_gradients(f, ps, opt);
   INFO(r.report());
   CHECK(r.ok);
 }
@@ -79,7 +79,8 @@ TEST_CASE("where and masks") {
   auto b = random_param("b", {3, 4}, rng);
   tensor<double> m({3, 4}, {1, 0, 1, 0, 0, 0, 1, 1, 1, 1, 0, 0});
   expect_gradients([&] { return var<double>(where(constant(m), a * 2.0, b)); }, {&a, &b});
-  expect_gradients([&] { return var<double>(where(constant(m), a, -1e4)); }, {&a});
+  // Large constants make the finite difference noisy at eps 1e-6 (|L| ~ 1e4); the map is linear in a.
+  expect_gradients([&] { return var<double>(where(constant(m), a, -1e4)); }, {&a}, {.eps = 1e-3});
 }
 
 TEST_CASE("a chain is one tape entry and one result buffer") {

@@ -3,6 +3,7 @@
 #pragma once
 #include <cmath>
 #include <numbers>
+#include <utility>
 
 #include "hybrid/autodiff/expr.hpp"
 #include "hybrid/autodiff/parameter.hpp"
@@ -141,6 +142,13 @@ struct gelu {
     const P cdf = P(0.5) * (P(1) + erf(x * P(std::numbers::sqrt2 / 2)));
     const P pdf = exp(P(-0.5) * x * x) * P(0.5 * std::numbers::inv_sqrtpi * std::numbers::sqrt2);
     return cdf + x * pdf;
+  }
+  template <class P> std::pair<P, P> fdf(P x) const {
+    using std::erf;
+    using std::exp;
+    const P cdf = P(0.5) * (P(1) + erf(x * P(std::numbers::sqrt2 / 2)));
+    const P pdf = exp(P(-0.5) * x * x) * P(0.5 * std::numbers::inv_sqrtpi * std::numbers::sqrt2);
+    return {x * cdf, cdf + x * pdf};
   }
 };
 // GELU's tanh approximation (GPT-2's "gelu_new").
@@ -306,19 +314,32 @@ hybrid::shape bind_broadcast(E& e) {
   return out;
 }
 
+// The expression is taken by value: its row cursors become registers of this loop.
 template <class P, class E, class T>
-void eval_row(const E& e, index_t r, index_t cols, T* out) {
+HYBRID_EXPR_INLINE void eval_row(E e, index_t r, index_t cols, T* out) {
   constexpr int W = simd::pack_traits<P>::width;
+  e.for_each_leaf([&](auto& leaf) { leaf.bind_row(r, 0); });
+  typename E::template cache<P> k;
+  typename E::template cache<T> k1;
   index_t c = 0;
-  for (; c + W <= cols; c += W) simd::pack_traits<P>::store(out + c, e.template eval<P>(r, c));
-  for (; c < cols; ++c) out[c] = e.template eval<T>(r, c);
+  for (; c + W <= cols; c += W) simd::pack_traits<P>::store(out + c, e.template eval<P>(c, k));
+  for (; c < cols; ++c) out[c] = e.template eval<T>(c, k1);
 }
 template <class P, class E, class T>
-void backprop_row(const E& e, index_t r, index_t cols, index_t chunk, const T* g) {
+HYBRID_EXPR_INLINE void backprop_row(E e, index_t r, index_t cols, index_t chunk, const T* g) {
   constexpr int W = simd::pack_traits<P>::width;
+  e.for_each_leaf([&](auto& leaf) { leaf.bind_row(r, chunk); });
+  typename E::template cache<P> k;
+  typename E::template cache<T> k1;
   index_t c = 0;
-  for (; c + W <= cols; c += W) e.backprop(r, c, chunk, simd::pack_traits<P>::load(g + c));
-  for (; c < cols; ++c) e.backprop(r, c, chunk, g[c]);
+  for (; c + W <= cols; c += W) {
+    e.template eval<P>(c, k);
+    e.backprop(c, simd::pack_traits<P>::load(g + c), k);
+  }
+  for (; c < cols; ++c) {
+    e.template eval<T>(c, k1);
+    e.backprop(c, g[c], k1);
+  }
 }
 }  // namespace detail
 
@@ -340,7 +361,10 @@ auto evaluate(const E& expr) {
   });
   if (needs_grad) {
     node<T>* result = out.get();
-    tp.record([e, result, chunks, cols]() mutable {
+    // Row and scalar leaves sum their adjoints per chunk (chunks x cols partials each): at most 64
+    // chunks keeps that traffic small; still fixed by the sizes alone.
+    const exec::row_chunks chunks_b(rows, cols, std::max<index_t>(16384, cols * ((rows + 63) / 64)));
+    tp.record([e, result, chunks = chunks_b, cols]() mutable {
       tape& t = tape::current();
       e.for_each_leaf([&](auto& leaf) {
         if (!leaf.needs_grad) return;

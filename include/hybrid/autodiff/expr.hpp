@@ -17,14 +17,27 @@ struct expression_base {};
 // restricted to what models need): same shape, a [cols] row vector, a [..., 1] column, or one value.
 enum class broadcast : std::uint8_t { full, row, column, scalar };
 
+// Kernels are inlined whole: an out-of-line eval/backprop per pack costs more than the math.
+#define HYBRID_EXPR_INLINE [[gnu::always_inline]] inline
+
+// Each node has a per-pack `cache<P>` of its inputs' values: the backward loop evaluates the tree
+// once into it and then pushes adjoints down using it (no re-evaluation of subtrees after stores).
+struct no_cache {};
+
 template <class T>
 struct expr_leaf : expression_base {
   using value_type = T;
+  template <class P>
+  using cache = no_cache;
   node<T>* n = nullptr;
   broadcast kind = broadcast::full;
   index_t cols = 0;
   T* partial = nullptr;  // per-chunk sums for row/scalar leaves during backward
   bool needs_grad = false;
+  // Row cursor set by bind_row(): the loops over columns see no broadcast kind, only "load or splat".
+  const T* v = nullptr;  // this row's values (full, row) or the one value to splat (column, scalar)
+  T* g = nullptr;        // where this row's adjoint goes: a grad row, a partial row, or one number
+  bool splat = false;
 
   explicit expr_leaf(node<T>* node_) : n(node_), needs_grad(node_->grad != nullptr) {}
 
@@ -36,41 +49,35 @@ struct expr_leaf : expression_base {
   void for_each_leaf(F&& f) const {
     f(*this);
   }
-
-  template <class P>
-  P eval(index_t r, index_t c) const {
-    using tr = simd::pack_traits<P>;
+  void bind_row(index_t r, index_t chunk) {
+    splat = kind == broadcast::column || kind == broadcast::scalar;
     switch (kind) {
-      case broadcast::full: return tr::load(n->value + r * cols + c);
-      case broadcast::row: return tr::load(n->value + c);
-      case broadcast::column: return tr::splat(n->value[r]);
-      default: return tr::splat(n->value[0]);
+      case broadcast::full: v = n->value + r * cols; g = n->grad ? n->grad + r * cols : nullptr; break;
+      case broadcast::row: v = n->value; g = partial ? partial + chunk * cols : nullptr; break;
+      case broadcast::column: v = n->value + r; g = n->grad ? n->grad + r : nullptr; break;
+      default: v = n->value; g = partial ? partial + chunk : nullptr; break;
     }
   }
+
   template <class P>
-  void backprop(index_t r, index_t c, index_t chunk, const P& g) const {
+  HYBRID_EXPR_INLINE P eval(index_t c, no_cache&) const {
+    using tr = simd::pack_traits<P>;
+    return splat ? tr::splat(*v) : tr::load(v + c);
+  }
+  template <class P>
+  HYBRID_EXPR_INLINE void backprop(index_t c, const P& a, const no_cache&) const {
     using tr = simd::pack_traits<P>;
     if (!needs_grad) return;
-    switch (kind) {
-      case broadcast::full: {
-        T* p = n->grad + r * cols + c;
-        tr::store(p, tr::load(p) + g);
-        break;
-      }
-      case broadcast::row: {
-        T* p = partial + chunk * cols + c;
-        tr::store(p, tr::load(p) + g);
-        break;
-      }
-      case broadcast::column: n->grad[r] += tr::sum(g); break;
-      default: partial[chunk] += tr::sum(g); break;
-    }
+    if (splat) *g += tr::sum(a);
+    else tr::store(g + c, tr::load(g + c) + a);
   }
 };
 
 template <class T>
 struct expr_scalar : expression_base {
   using value_type = T;
+  template <class P>
+  using cache = no_cache;
   T value;
   static constexpr bool needs_grad = false;
   explicit expr_scalar(T v) : value(v) {}
@@ -79,17 +86,22 @@ struct expr_scalar : expression_base {
   template <class F>
   void for_each_leaf(F&&) const {}
   template <class P>
-  P eval(index_t, index_t) const {
+  HYBRID_EXPR_INLINE P eval(index_t, no_cache&) const {
     return simd::pack_traits<P>::splat(value);
   }
   template <class P>
-  void backprop(index_t, index_t, index_t, const P&) const {}
+  HYBRID_EXPR_INLINE void backprop(index_t, const P&, const no_cache&) const {}
 };
 
 // Op: f(x) and df(x, y) with y = f(x) (the compiler drops y when df does not use it).
 template <class Op, class E>
 struct expr_unary : expression_base {
   using value_type = typename E::value_type;
+  template <class P>
+  struct cache {
+    P y, d;  // f(x) and f'(x)
+    [[no_unique_address]] typename E::template cache<P> e;
+  };
   Op op;
   E e;
   bool needs_grad;
@@ -102,15 +114,25 @@ struct expr_unary : expression_base {
   void for_each_leaf(F&& f) const {
     e.for_each_leaf(f);
   }
+  // Ops whose value and derivative share work (gelu's erf) provide fdf(x) -> {f, f'}; the forward
+  // loop drops the unused derivative.
   template <class P>
-  P eval(index_t r, index_t c) const {
-    return op.f(e.template eval<P>(r, c));
+  HYBRID_EXPR_INLINE P eval(index_t c, cache<P>& k) const {
+    const P x = e.template eval<P>(c, k.e);
+    if constexpr (requires { op.fdf(x); }) {
+      const auto [y, d] = op.fdf(x);
+      k.y = y;
+      k.d = d;
+    } else {
+      k.y = op.f(x);
+      k.d = op.df(x, k.y);
+    }
+    return k.y;
   }
   template <class P>
-  void backprop(index_t r, index_t c, index_t chunk, const P& g) const {
+  HYBRID_EXPR_INLINE void backprop(index_t c, const P& g, const cache<P>& k) const {
     if (!needs_grad) return;
-    const P x = e.template eval<P>(r, c);
-    e.backprop(r, c, chunk, P(g * op.df(x, op.f(x))));
+    e.backprop(c, P(g * k.d), k.e);
   }
 };
 
@@ -120,6 +142,12 @@ struct expr_binary : expression_base {
   using value_type = typename L::value_type;
   static_assert(std::is_same_v<typename L::value_type, typename R::value_type>,
                 "hybrid: both operands of an elementwise op must have the same scalar type");
+  template <class P>
+  struct cache {
+    P a, b, y;
+    [[no_unique_address]] typename L::template cache<P> l;
+    [[no_unique_address]] typename R::template cache<P> r;
+  };
   Op op;
   L l;
   R r;
@@ -136,17 +164,17 @@ struct expr_binary : expression_base {
     r.for_each_leaf(f);
   }
   template <class P>
-  P eval(index_t row, index_t c) const {
-    return op.f(l.template eval<P>(row, c), r.template eval<P>(row, c));
+  HYBRID_EXPR_INLINE P eval(index_t c, cache<P>& k) const {
+    k.a = l.template eval<P>(c, k.l);
+    k.b = r.template eval<P>(c, k.r);
+    k.y = op.f(k.a, k.b);
+    return k.y;
   }
   template <class P>
-  void backprop(index_t row, index_t c, index_t chunk, const P& g) const {
+  HYBRID_EXPR_INLINE void backprop(index_t c, const P& g, const cache<P>& k) const {
     if (!needs_grad) return;
-    const P a = l.template eval<P>(row, c);
-    const P b = r.template eval<P>(row, c);
-    const P y = op.f(a, b);
-    if (l.needs_grad) l.backprop(row, c, chunk, P(g * op.da(a, b, y)));
-    if (r.needs_grad) r.backprop(row, c, chunk, P(g * op.db(a, b, y)));
+    if (l.needs_grad) l.backprop(c, P(g * op.da(k.a, k.b, k.y)), k.l);
+    if (r.needs_grad) r.backprop(c, P(g * op.db(k.a, k.b, k.y)), k.r);
   }
 };
 
@@ -154,6 +182,13 @@ struct expr_binary : expression_base {
 template <class M, class A, class B>
 struct expr_select : expression_base {
   using value_type = typename A::value_type;
+  template <class P>
+  struct cache {
+    P m;
+    [[no_unique_address]] typename M::template cache<P> km;
+    [[no_unique_address]] typename A::template cache<P> ka;
+    [[no_unique_address]] typename B::template cache<P> kb;
+  };
   M m;
   A a;
   B b;
@@ -172,17 +207,18 @@ struct expr_select : expression_base {
     b.for_each_leaf(f);
   }
   template <class P>
-  P eval(index_t r, index_t c) const {
+  HYBRID_EXPR_INLINE P eval(index_t c, cache<P>& k) const {
     using simd::select;
-    return select(m.template eval<P>(r, c) != P(0), a.template eval<P>(r, c), b.template eval<P>(r, c));
+    k.m = m.template eval<P>(c, k.km);
+    return select(k.m != P(0), a.template eval<P>(c, k.ka), b.template eval<P>(c, k.kb));
   }
   template <class P>
-  void backprop(index_t r, index_t c, index_t chunk, const P& g) const {
+  HYBRID_EXPR_INLINE void backprop(index_t c, const P& g, const cache<P>& k) const {
     using simd::select;
     if (!needs_grad) return;
-    const auto keep = m.template eval<P>(r, c) != P(0);
-    if (a.needs_grad) a.backprop(r, c, chunk, P(select(keep, g, P(0))));
-    if (b.needs_grad) b.backprop(r, c, chunk, P(select(keep, P(0), g)));
+    const auto keep = k.m != P(0);
+    if (a.needs_grad) a.backprop(c, P(select(keep, g, P(0))), k.ka);
+    if (b.needs_grad) b.backprop(c, P(select(keep, P(0), g)), k.kb);
   }
 };
 

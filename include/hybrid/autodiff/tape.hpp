@@ -34,7 +34,20 @@ struct tape_entry {
 };
 
 class tape {
+  struct adjoint_record {
+    adjoint_record* previous;
+    void* data;
+    std::size_t bytes;
+  };
+
  public:
+  struct mark {
+    arena::mark memory{};
+    tape_entry* head = nullptr;
+    std::size_t entries = 0;
+    adjoint_record* adjoints = nullptr;
+  };
+
   tape() = default;
   tape(const tape&) = delete;
   tape& operator=(const tape&) = delete;
@@ -73,7 +86,12 @@ class tape {
     n->shape = s;
     n->value = allocate<T>(s.numel());
     if (poison_) std::fill_n(n->value, s.numel(), std::numeric_limits<T>::quiet_NaN());
-    if (needs_grad && recording_) n->grad = allocate_zeroed<T>(s.numel());
+    if (needs_grad && recording_) {
+      n->grad = allocate_zeroed<T>(s.numel());
+      auto* r = new (allocate_bytes(sizeof(adjoint_record))) adjoint_record{adjoints_, n->grad,
+                                                                          static_cast<std::size_t>(s.numel()) * sizeof(T)};
+      adjoints_ = r;
+    }
     return n;
   }
   // A leaf bound to storage owned elsewhere (a parameter's value and gradient).
@@ -106,29 +124,35 @@ class tape {
 
   // Runs every recorded callback in reverse order; the caller has seeded the output adjoint.
   // Afterwards the tape is "spent": values stay readable until the next allocation resets it.
-  void run_backward() {
-    for (tape_entry* e = head_; e; e = e->previous) e->backward();
-    spent_ = true;
+  // With `retain`, the tape stays live for another backward pass (per-task gradients in multi-task
+  // learning: one forward, K backward passes, zero_adjoints() in between).
+  void run_backward(bool retain = false) { run_backward_until(mark{}, retain); }
+  // Runs only the callbacks recorded after `m`: a backward pass through the part of the graph built
+  // after the mark (e.g. the task heads above a shared representation).
+  void run_backward_until(const mark& m, bool retain = false) {
+    for (tape_entry* e = head_; e && e != m.head; e = e->previous) e->backward();
+    if (!retain) spent_ = true;
+  }
+  // Zeroes the adjoint of every derived value on the tape (parameters' gradients are left alone).
+  void zero_adjoints() {
+    for (adjoint_record* r = adjoints_; r; r = r->previous) std::memset(r->data, 0, r->bytes);
   }
 
-  struct mark {
-    arena::mark memory;
-    tape_entry* head;
-    std::size_t entries;
-  };
   // A position to rewind to; a spent tape is reset first so the mark stays meaningful.
   mark position() {
     if (spent_) reset();
-    return {arena_.position(), head_, entries_};
+    return {arena_.position(), head_, entries_, adjoints_};
   }
   void rewind(const mark& m) {
     arena_.rewind(m.memory);
     head_ = m.head;
     entries_ = m.entries;
+    adjoints_ = m.adjoints;
   }
   void reset() {
     arena_.reset();
     head_ = nullptr;
+    adjoints_ = nullptr;
     entries_ = 0;
     spent_ = false;
   }
@@ -139,6 +163,7 @@ class tape {
  private:
   hybrid::arena arena_;
   tape_entry* head_ = nullptr;
+  adjoint_record* adjoints_ = nullptr;
   std::size_t entries_ = 0;
   bool recording_ = true;
   bool poison_ = false;

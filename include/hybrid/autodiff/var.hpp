@@ -51,12 +51,13 @@ class var {
   node<T>* get() const { return node_; }
 
   // Reverse pass from this scalar: adds d(this)/dx to the gradient of every leaf x.
-  void backward() const {
+  // With `retain`, the graph stays usable for another pass (call tape::zero_adjoints() between).
+  void backward(bool retain = false) const {
     if (numel() != 1) throw shape_error("backward: the loss must have one element, shape is " + shape().str());
     if (!requires_grad())
       throw std::logic_error("backward: the loss does not depend on anything that requires a gradient");
     node_->grad[0] += T(1);
-    tape::current().run_backward();
+    tape::current().run_backward(retain);
   }
 
  private:
