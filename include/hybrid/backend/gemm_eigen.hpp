@@ -17,7 +17,9 @@ struct tiling {
       mb = std::max<index_t>(M, 1);
       nb = std::max<index_t>(N, 1);
     } else {
-      mb = M >= 256 ? 128 : std::max<index_t>(M, 1);
+      // Each tile repacks all of op(B): big tiles for tall products (4 at M = 2048) keep that cost
+      // small while still giving every core work.
+      mb = M >= 1024 ? 512 : M >= 256 ? 128 : std::max<index_t>(M, 1);
       nb = (M < 256 && N >= 512) ? 256 : std::max<index_t>(N, 1);
     }
     m_tiles = (M + mb - 1) / mb;
