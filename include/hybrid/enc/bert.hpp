@@ -57,6 +57,14 @@ class bert_block {
     output_.visit(join_name(prefix, "output.dense"), f);
     output_norm_.visit(join_name(prefix, "output.LayerNorm"), f);
   }
+  template <class F>
+  void visit_modules(const std::string& prefix, F&& f) {
+    f(join_name(prefix, "attention"), attention_);
+    f(join_name(prefix, "attention.output.LayerNorm"), attention_norm_);
+    f(join_name(prefix, "intermediate.dense"), intermediate_);
+    f(join_name(prefix, "output.dense"), output_);
+    f(join_name(prefix, "output.LayerNorm"), output_norm_);
+  }
   void init_bert(std::mt19937& rng) {
     attention_.init_bert(rng);
     intermediate_.init_bert(rng);
@@ -68,8 +76,8 @@ class bert_block {
   var<T> operator()(const var<T>& x, const var<T>& mask, dropout_rng& rng, bool training) const {
     const double p = cfg_.dropout;
     var<T> a = attention_norm_(dropout(attention_(x, x, mask, rng, training), p, rng, training) + x);
-    var<T> h = intermediate_(a, [](const auto& z) { return gelu(z); });
-    return output_norm_(dropout(output_(h), p, rng, training) + a);
+    var<T> h = intermediate_(a, [](const auto& z) { return gelu(z); }, rng, training);
+    return output_norm_(dropout(output_(h, rng, training), p, rng, training) + a);
   }
 
  private:
@@ -113,6 +121,17 @@ class bert_model {
       blocks_[i].visit(join_name(prefix, "encoder.layer." + std::to_string(i)), f);
     if (cfg_.pooler) pooler_.visit(join_name(prefix, "pooler.dense"), f);
   }
+  // The sub-modules, named as in visit (layers::walk_modules walks the tree).
+  template <class F>
+  void visit_modules(const std::string& prefix, F&& f) {
+    f(join_name(prefix, "embeddings.word_embeddings"), word_);
+    f(join_name(prefix, "embeddings.position_embeddings"), position_);
+    f(join_name(prefix, "embeddings.token_type_embeddings"), token_type_);
+    f(join_name(prefix, "embeddings.LayerNorm"), embedding_norm_);
+    for (std::size_t i = 0; i < blocks_.size(); ++i)
+      f(join_name(prefix, "encoder.layer." + std::to_string(i)), blocks_[i]);
+    if (cfg_.pooler) f(join_name(prefix, "pooler.dense"), pooler_);
+  }
   // BERT's initialisation: N(0, 0.02) for weights and embeddings, zero biases, unit LayerNorm.
   void init_bert(std::mt19937& rng) {
     word_.init_normal(rng);
@@ -147,7 +166,7 @@ class bert_model {
     for (const auto& block : blocks_) x = block(x, mask, rng, training);
 
     var<T> cls = reshape(slice(x, 1, 0, 1), {B, cfg_.hidden});
-    var<T> pooled = cfg_.pooler ? pooler_(cls, [](const auto& z) { return tanh(z); }) : cls;
+    var<T> pooled = cfg_.pooler ? pooler_(cls, [](const auto& z) { return tanh(z); }, rng, training) : cls;
     return {x, pooled};
   }
 

@@ -56,6 +56,13 @@ class attention {
     value_.visit(join_name(prefix, "self.value"), f);
     output_.visit(join_name(prefix, "output.dense"), f);
   }
+  template <class F>
+  void visit_modules(const std::string& prefix, F&& f) {
+    f(join_name(prefix, "self.query"), query_);
+    f(join_name(prefix, "self.key"), key_);
+    f(join_name(prefix, "self.value"), value_);
+    f(join_name(prefix, "output.dense"), output_);
+  }
   void init_bert(std::mt19937& rng) {
     for (auto* l : {&query_, &key_, &value_, &output_}) l->init_bert(rng);
   }
@@ -67,13 +74,13 @@ class attention {
     if (queries.rank() != 3 || keys_values.rank() != 3 || queries.dim(0) != keys_values.dim(0))
       throw shape_error("attention", "queries", queries.shape(), "keys/values", keys_values.shape(),
                         "need [B, T, width] with equal B");
-    const var<T> q = split_heads(query_(queries), heads_);
-    const var<T> k = split_heads(key_(keys_values), heads_);
-    const var<T> v = split_heads(value_(keys_values), heads_);
+    const var<T> q = split_heads(query_(queries, rng, training), heads_);
+    const var<T> k = split_heads(key_(keys_values, rng, training), heads_);
+    const var<T> v = split_heads(value_(keys_values, rng, training), heads_);
     const T scale = T(1) / std::sqrt(static_cast<T>(q.dim(3)));
     var<T> scores = matmul(q, k, {.b = true}) * scale;
     var<T> probs = dropout(softmax(scores, mask), dropout_, rng, training);
-    return output_(merge_heads(matmul(probs, v)));
+    return output_(merge_heads(matmul(probs, v)), rng, training);
   }
 
  private:

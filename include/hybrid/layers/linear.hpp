@@ -1,7 +1,11 @@
 // linear: y = x W^T + b with W stored [out, in] as PyTorch does (so checkpoints load unchanged).
 // Applies to the last axis of x of any rank; the bias add is fused into one elementwise pass.
+// It may carry a LoRA adapter (layers/lora.hpp), whose term joins that same pass.
 #pragma once
+#include <optional>
+
 #include "hybrid/autodiff/elementwise.hpp"
+#include "hybrid/layers/lora.hpp"
 #include "hybrid/layers/module.hpp"
 #include "hybrid/ops/matmul.hpp"
 
@@ -28,6 +32,7 @@ class linear {
   void visit(const std::string& prefix, F&& f) {
     f(join_name(prefix, "weight"), weight_);
     if (has_bias_) f(join_name(prefix, "bias"), bias_);
+    if (lora_) lora_->visit(prefix, f);
   }
   // PyTorch's default: kaiming-uniform weights (bound 1/sqrt(in)), the same bound for the bias.
   void init(std::mt19937& rng) {
@@ -41,28 +46,63 @@ class linear {
     if (has_bias_) init_constant(bias_, 0.0);
   }
 
-  var<T> operator()(const var<T>& x) const {
-    if (x.rank() == 0 || x.dim(-1) != in_)
-      throw shape_error("linear", "input", x.shape(), "weight [out, in]", weight_.shape(), "last axis must be in");
-    var<T> y = matmul(x, weight_.use(), {.b = true});
-    if (!has_bias_) return y;
-    return y + bias_;
-  }
+  var<T> operator()(const var<T>& x) const { return forward(x, identity{}, nullptr, false); }
   // y = act(x W^T + b): the bias and the activation fuse into one loop.
   template <class Activation>
   var<T> operator()(const var<T>& x, Activation act) const {
+    return forward(x, act, nullptr, false);
+  }
+  // The same with the layer's mode: a LoRA adapter's dropout draws from rng in training mode.
+  var<T> operator()(const var<T>& x, dropout_rng& rng, bool training) const {
+    return forward(x, identity{}, &rng, training);
+  }
+  template <class Activation>
+  var<T> operator()(const var<T>& x, Activation act, dropout_rng& rng, bool training) const {
+    return forward(x, act, &rng, training);
+  }
+
+  // LoRA: y = x W^T + b + scale (dropout(x) A^T) B^T until merge() folds scale B A into W (unmerge() takes it out).
+  lora_adapter<T>& add_lora(const lora_options& o, std::mt19937& rng) {
+    lora_.emplace(in_, out_, o);
+    lora_->init(rng);
+    return *lora_;
+  }
+  lora_adapter<T>* lora() { return lora_ ? &*lora_ : nullptr; }
+  const lora_adapter<T>* lora() const { return lora_ ? &*lora_ : nullptr; }
+  void remove_lora() { lora_.reset(); }
+  void merge() { adapter("merge").merge(weight_.value()); }
+  void unmerge() { adapter("unmerge").unmerge(weight_.value()); }
+
+ private:
+  struct identity {
+    template <class E>
+    E operator()(const E& e) const {
+      return e;
+    }
+  };
+  template <class Activation>
+  var<T> forward(const var<T>& x, Activation act, dropout_rng* rng, bool training) const {
     if (x.rank() == 0 || x.dim(-1) != in_)
       throw shape_error("linear", "input", x.shape(), "weight [out, in]", weight_.shape(), "last axis must be in");
     var<T> y = matmul(x, weight_.use(), {.b = true});
-    if (!has_bias_) return act(y);
-    return act(y + bias_);
+    if (lora_ && !lora_->merged()) {
+      const var<T> d = lora_->delta(x, rng, training);
+      if (has_bias_) return act(y + d * lora_->scale() + bias_);
+      return act(y + d * lora_->scale());
+    }
+    if (has_bias_) return act(y + bias_);
+    return act(y);
+  }
+  lora_adapter<T>& adapter(const char* op) {
+    if (!lora_) throw std::logic_error(std::string("linear::") + op + ": the layer has no LoRA adapter");
+    return *lora_;
   }
 
- private:
   index_t in_ = 0, out_ = 0;
   parameter<T> weight_;
   parameter<T> bias_;
   bool has_bias_ = true;
+  std::optional<lora_adapter<T>> lora_;
 };
 
 }  // namespace hybrid::layers
