@@ -17,8 +17,12 @@ class any_model {
     virtual ~iface() = default;
     virtual model_output<T> forward(const batch&, bool training) = 0;
     virtual std::vector<var<T>> losses(const model_output<T>&, const batch&) const = 0;
-    virtual var<T> loss(const model_output<T>&, const batch&) const = 0;
+    virtual std::vector<var<T>> terms(const model_output<T>&, const std::vector<var<T>>&) = 0;
+    virtual var<T> loss(const model_output<T>&, const batch&) = 0;
+    virtual std::vector<double> task_weights() const = 0;
+    virtual void end_epoch() = 0;
     virtual void visit(const std::string&, const parameter_visitor<T>&) = 0;
+    virtual void visit_shared(const std::string&, const parameter_visitor<T>&) = 0;
     virtual std::span<const std::string_view> modality_names() const = 0;
     virtual std::span<const std::string_view> head_names() const = 0;
     virtual index_t fused_width() const = 0;
@@ -34,8 +38,23 @@ class any_model {
       auto l = m.losses(o, b);
       return {l.begin(), l.end()};
     }
-    var<T> loss(const model_output<T>& o, const batch& b) const override { return m.loss(o, b); }
+    std::vector<var<T>> terms(const model_output<T>& o, const std::vector<var<T>>& l) override {
+      if (l.size() != M::head_count)
+        throw std::invalid_argument("any_model::terms: " + std::to_string(l.size()) + " losses for " +
+                                    std::to_string(M::head_count) + " heads");
+      std::array<var<T>, M::head_count> a;
+      std::copy(l.begin(), l.end(), a.begin());
+      auto t = m.terms(o, a);
+      return {t.begin(), t.end()};
+    }
+    var<T> loss(const model_output<T>& o, const batch& b) override { return m.loss(o, b); }
+    std::vector<double> task_weights() const override {
+      const auto w = m.weighting().weights();
+      return {w.begin(), w.end()};
+    }
+    void end_epoch() override { m.end_epoch(); }
     void visit(const std::string& prefix, const parameter_visitor<T>& f) override { m.visit(prefix, f); }
+    void visit_shared(const std::string& prefix, const parameter_visitor<T>& f) override { m.visit_shared(prefix, f); }
     std::span<const std::string_view> modality_names() const override { return M::modality_names; }
     std::span<const std::string_view> head_names() const override { return M::head_names; }
     index_t fused_width() const override { return M::fused_width; }
@@ -60,10 +79,19 @@ class any_model {
 
   model_output<T> operator()(const batch& b, bool training = false) { return checked().forward(b, training); }
   std::vector<var<T>> losses(const model_output<T>& o, const batch& b) const { return checked().losses(o, b); }
-  var<T> loss(const model_output<T>& o, const batch& b) const { return checked().loss(o, b); }
+  // The weighting's per-task terms for these losses (their sum is the training loss).
+  std::vector<var<T>> terms(const model_output<T>& o, const std::vector<var<T>>& l) { return checked().terms(o, l); }
+  var<T> loss(const model_output<T>& o, const batch& b) { return checked().loss(o, b); }
+  // The loss weighting's current weights, one per head.
+  std::vector<double> task_weights() const { return checked().task_weights(); }
+  void end_epoch() { checked().end_epoch(); }
   template <class F>
   void visit(const std::string& prefix, F&& f) {
     checked().visit(prefix, parameter_visitor<T>(std::forward<F>(f)));
+  }
+  template <class F>
+  void visit_shared(const std::string& prefix, F&& f) {
+    checked().visit_shared(prefix, parameter_visitor<T>(std::forward<F>(f)));
   }
   std::span<const std::string_view> modality_names() const { return checked().modality_names(); }
   std::span<const std::string_view> head_names() const { return checked().head_names(); }

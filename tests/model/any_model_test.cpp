@@ -6,6 +6,8 @@
 #include <hybrid/enc/bert.hpp>
 #include <hybrid/fuse/concat.hpp>
 #include <hybrid/head/classify.hpp>
+#include <hybrid/mtl/mgda.hpp>
+#include <hybrid/mtl/surgery.hpp>
 
 using namespace hybrid;
 
@@ -59,4 +61,38 @@ TEST_CASE("an empty any_model says so") {
   any_model<float> a;
   CHECK_FALSE(a.has_value());
   CHECK_THROWS_AS(a.fused_width(), std::logic_error);
+}
+
+TEST_CASE("any_model carries the multi-task interface: terms, weights, shared parameters, surgery") {
+  using uw_net = model<encoders<modality<"text", enc::bert<small>>>, fuse::concat,
+                       heads<head::classify<"label", 2>, head::regress<"score", 1>>, mtl::uncertainty_weighting>;
+  auto a = any_model<float>::make<uw_net>();
+  batch b = text_batch();
+  b.labels["score"] = {{}, tensor<float>({2, 1}, {0.5f, -1.0f}), {}};
+  tape::current().reset();
+  auto out = a(b, true);
+  const auto l = a.losses(out, b);
+  const auto t = a.terms(out, l);
+  REQUIRE(t.size() == 2);
+  CHECK(t[1].item() == doctest::Approx(l[1].item()));  // log-variances start at 0: exp(0) L + 0
+  CHECK(a.task_weights() == std::vector<double>{1, 1});
+  CHECK_THROWS_AS(a.terms(out, {l[0]}), std::invalid_argument);
+  index_t shared = 0;
+  a.visit_shared("", [&](const std::string&, parameter<float>& p) { shared += p.numel(); });
+  CHECK(shared == count_parameters(a.get_if<uw_net>()->encoder<"text">()));
+  a.end_epoch();
+
+  zero_grad(a);
+  mtl::surgery<mtl::mgda> s;
+  const auto rep = s.backward(a, out, b);
+  CHECK(rep.tasks.size() == 2);
+  CHECK(rep.weights.sum() == doctest::Approx(1));
+  index_t nonzero = 0;
+  a.visit("", [&](const std::string&, parameter<float>& p) {
+    for (float g : p.grad()) {
+      CHECK(std::isfinite(g));
+      nonzero += g != 0;
+    }
+  });
+  CHECK(nonzero > 100);
 }

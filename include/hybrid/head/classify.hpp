@@ -7,15 +7,6 @@
 
 namespace hybrid::head {
 
-namespace detail {
-template <class T>
-std::span<const T> sample_weights(const task_labels& y, std::vector<T>& storage) {
-  if (y.weights.empty()) return {};
-  storage.assign(y.weights.begin(), y.weights.end());
-  return storage;
-}
-}  // namespace detail
-
 struct classify_options {
   double label_smoothing = 0;
 };
@@ -71,29 +62,12 @@ struct regress {
       proj_.visit(prefix, f);
     }
     var<T> operator()(const var<T>& fused, dropout_rng&, bool) const { return proj_(fused); }
+    // Mean over the labelled samples (weights: 0 excludes a sample, other values weigh it).
     var<T> loss(const var<T>& pred, const task_labels& y) const {
-      tensor<T> target(pred.shape());
-      if (y.values.numel() != pred.numel())
-        throw shape_error("regress '" + std::string(Name.view()) + "'", "targets", y.values.shape(), "predictions",
-                          pred.shape());
-      std::copy(y.values.begin(), y.values.end(), target.begin());
-      if (!y.weights.empty()) {
-        // Unlabelled samples: the target is set to the prediction, so they add nothing; the mean is
-        // over labelled samples only.
-        index_t labelled = 0;
-        const index_t K = pred.numel() / std::max<index_t>(pred.dim(0), 1);
-        for (index_t b = 0; b < pred.dim(0); ++b) {
-          if (y.weights[static_cast<std::size_t>(b)] != 0) {
-            ++labelled;
-            continue;
-          }
-          for (index_t k = 0; k < K; ++k) target[b * K + k] = pred[b * K + k];
-        }
-        const T scale = labelled ? T(pred.dim(0)) / T(labelled) : T(0);
-        var<T> l = Loss == regression_loss::mse ? mse_loss(pred, target) : l1_loss(pred, target);
-        return l * scale;
-      }
-      return Loss == regression_loss::mse ? mse_loss(pred, target) : l1_loss(pred, target);
+      const tensor<T> target = detail::dense_targets<T>(y, pred.shape(), "regress", Name.view());
+      const loss_options none{.reduction = reduction::none};
+      var<T> l = Loss == regression_loss::mse ? mse_loss(pred, target, none) : l1_loss(pred, target, none);
+      return detail::weighted_mean(l, y, Name.view());
     }
 
    private:
