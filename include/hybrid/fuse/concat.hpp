@@ -72,7 +72,7 @@ struct mean {
       var<T> count = make_result<T>({B, 1}, false);
       for (index_t b = 0; b < B; ++b) {
         T n = 0;
-        for (const auto& p : present) n += p.valid() ? p.data()[b] : T(1);
+        for (const auto& p : present) n += presence(p, b);
         count.data()[b] = n > 0 ? T(1) / n : T(0);
       }
       return detail::sum_present(parts, present) * count;
