@@ -116,6 +116,11 @@ TEST_CASE("save_lora_adapter writes PEFT's names and adapter_config.json; the he
 
   model none(tiny, 3);
   CHECK_THROWS_AS(io::save_lora_adapter(none, config, plain.path), std::logic_error);
+
+  // Adapters are named after their layer, whichever module apply_lora was given.
+  layers::apply_lora(none.bert, {.rank = 2});
+  none.visit("", [](const std::string& n, parameter<float>& p) { CHECK(p.name() == n); });
+  CHECK(count_parameters(none, true) == 2 * 2 * (2 * 16 + 16 * 2) + 3 * 16 + 3);  // + the head, outside none.bert
 }
 
 TEST_CASE("load_lora_adapter restores adapters and head into a fresh base model, bitwise") {

@@ -62,9 +62,13 @@ class linear {
   }
 
   // LoRA: y = x W^T + b + scale (dropout(x) A^T) B^T until merge() folds scale B A into W (unmerge() takes it out).
+  // The adapter is named after the layer: "<layer>.weight" gives "<layer>.lora_A.weight" and "<layer>.lora_B.weight".
   lora_adapter<T>& add_lora(const lora_options& o, std::mt19937& rng) {
     lora_.emplace(in_, out_, o);
     lora_->init(rng);
+    const std::string& w = weight_.name();
+    lora_->visit(w.ends_with(".weight") ? w.substr(0, w.size() - 7) : std::string(),
+                 [](const std::string& n, parameter<T>& p) { p.set_name(n); });
     return *lora_;
   }
   lora_adapter<T>* lora() { return lora_ ? &*lora_ : nullptr; }

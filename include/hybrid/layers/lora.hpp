@@ -158,8 +158,8 @@ struct lora_report {
 };
 
 // Adds an adapter to every linear whose name matches a target module, freezes every other parameter
-// (set_trainable(false)) except those of modules_to_save, and names the adapter parameters
-// "<linear>.lora_A.weight" / "<linear>.lora_B.weight". Throws std::invalid_argument, leaving m unchanged,
+// (set_trainable(false)) except those of modules_to_save; adapter parameters are named after their layer's
+// weight ("<layer>.lora_A.weight", "<layer>.lora_B.weight"). Throws std::invalid_argument, leaving m unchanged,
 // when a target or required modules_to_save name matches nothing, or a target is not a linear layer.
 template <module M>
 lora_report apply_lora(M& m, const lora_config& c, std::mt19937& rng) {
@@ -202,10 +202,7 @@ lora_report apply_lora(M& m, const lora_config& c, std::mt19937& rng) {
   walk_modules(m, "", [&](const std::string& name, auto& sub) {
     using S = std::remove_cvref_t<decltype(sub)>;
     if constexpr (lora_capable<S>)
-      if (std::find(rep.adapted.begin(), rep.adapted.end(), name) != rep.adapted.end())
-        sub.add_lora(c.adapter(), rng).visit(name, [](const std::string& n, parameter<typename S::value_type>& p) {
-          p.set_name(n);
-        });
+      if (std::find(rep.adapted.begin(), rep.adapted.end(), name) != rep.adapted.end()) sub.add_lora(c.adapter(), rng);
     if (std::find(rep.saved.begin(), rep.saved.end(), name) != rep.saved.end()) set_trainable(sub, true);
   });
   return rep;
