@@ -42,7 +42,6 @@ TEST_CASE("each task reads its own gate's mixture of the experts") {
   auto out = m(b, false);
   REQUIRE(out.task_inputs.size() == 2);
   auto& tower = m.tower();
-  dropout_rng r;
   std::vector<tensor<double>> experts;
   auto ps = parameters_of(m);
   for (int e = 0; e < 3; ++e) {  // expert e: relu(relu(x W0^T + b0) W1^T + b1), parameters from the model
