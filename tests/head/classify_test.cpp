@@ -62,6 +62,32 @@ TEST_CASE("classify: label smoothing and per-sample masks, gradients and values"
   CHECK(head::classify<"topic", 4>::name.view() == "topic");
 }
 
+TEST_CASE("classify without a linear layer: no parameters, the input is the logits") {
+  head::classify<"topic", 3, head::classify_options{.linear = false}>::op<double, 3> h;
+  static_assert(head::head_op<decltype(h), double>);
+  CHECK(parameters_of(h).empty());
+  parameter<double> x("x", {4, 3});
+  std::mt19937 rng(2);
+  fill_uniform(x.value(), rng);
+  const head::task_labels y{{2, 0, head::no_label, 1}, {}, {}};
+  dropout_rng r;
+  const var<double> out = h(x.use(), r, false);
+  for (index_t i = 0; i < x.numel(); ++i) CHECK(out.data()[i] == x.value()[i]);
+  auto res = check_gradients([&] { return h.loss(h(x.use(), r, true), y); }, {&x});
+  INFO(res.report());
+  CHECK(res.ok);
+  // The loss is the mean cross-entropy of the labelled rows, computed on the input itself.
+  tape::current().reset();
+  const double got = h.loss(h(x.use(), r, false), y).item();
+  double total = 0;
+  for (index_t i : {0, 1, 3}) {
+    double s = 0;
+    for (index_t c = 0; c < 3; ++c) s += std::exp(x.value()(i, c));
+    total += std::log(s) - x.value()(i, y.classes[static_cast<std::size_t>(i)]);
+  }
+  CHECK(got == doctest::Approx(total / 3).epsilon(1e-12));
+}
+
 TEST_CASE("regress: MSE and L1 over the labelled samples, NaN placeholders ignored") {
   parameter<double> x("x", {5, 3});
   std::mt19937 rng(2);

@@ -20,7 +20,8 @@ enum class bayes_prior { uniform, learned };
 // fused log-posterior is log_softmax(sum_{m present} log p(y | x_m) - (n_b - 1) log p(y)); with none, the prior.
 // The output [B, Classes] is a log-probability, so the head after it must not add a linear layer: its
 // loss is the negative log-likelihood of the label, which cross_entropy computes exactly on these
-// log-probabilities (log_softmax(log p) = log p). head::classify would put a linear layer on top; that
+// log-probabilities (log_softmax(log p) = log p): head::classify with classify_options{.linear = false}.
+// The default head::classify would put a linear layer on top; that
 // still trains, but the product of experts then becomes one more feature extractor.
 // Parameters: expert.<m>.{weight,bias} [Classes, W_m]; prior [Classes] when learned.
 template <index_t Classes, bayes_prior Prior = bayes_prior::uniform>
