@@ -5,6 +5,7 @@
 
 #include <doctest/doctest.h>
 
+#include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -315,6 +316,11 @@ TEST_CASE("SIGKILL while saving never leaves a broken or mixed checkpoint") {
   versioned v;
   v.state().save(file);  // version 0 exists before the first writer starts
 
+  // The child reports each completed save on a pipe. Every fourth round the parent waits for one before its
+  // random delay, so versions advance however slow the machine (or a sanitizer build) is; the other rounds
+  // kill at any moment, from the fork on.
+  int pipefd[2];
+  REQUIRE(::pipe(pipefd) == 0);
   std::mt19937 rng(2024);
   index_t last = 0, torn_writes = 0;
   constexpr int rounds = 40;
@@ -324,20 +330,33 @@ TEST_CASE("SIGKILL while saving never leaves a broken or mixed checkpoint") {
     if (pid == 0) {
       // The child: never returns into doctest.
       try {
+        ::close(pipefd[0]);
         versioned w;
         for (index_t i = last + 1;; ++i) {
           w.set(i);
           w.state().save(file);
+          const char done = 1;
+          if (::write(pipefd[1], &done, 1) != 1) ::_exit(4);
         }
       } catch (...) {
         ::_exit(3);
       }
+    }
+    if (round % 4 == 0) {
+      char done = 0;
+      REQUIRE(::read(pipefd[0], &done, 1) == 1);
     }
     std::this_thread::sleep_for(std::chrono::microseconds(std::uniform_int_distribution<int>(0, 40000)(rng)));
     REQUIRE(::kill(pid, SIGKILL) == 0);
     int status = 0;
     REQUIRE(::waitpid(pid, &status, 0) == pid);
     REQUIRE(WIFSIGNALED(status));  // killed, not an exit (an exit 3 would be a save error in the child)
+    // Drop the reports of the killed child (the pipe would fill up and block the next one).
+    while (true) {
+      pollfd p{pipefd[0], POLLIN, 0};
+      char buf[256];
+      if (::poll(&p, 1, 0) != 1 || ::read(pipefd[0], buf, sizeof buf) <= 0) break;
+    }
 
     versioned got;
     got.set(-1);
@@ -358,6 +377,8 @@ TEST_CASE("SIGKILL while saving never leaves a broken or mixed checkpoint") {
       fs::remove(e.path());
     }
   }
+  ::close(pipefd[0]);
+  ::close(pipefd[1]);
   MESSAGE("kill rounds: ", rounds, ", last version seen: ", last, ", kills that left a temp file: ", torn_writes);
   CHECK(last > 0);  // the writers did get checkpoints through
 }
