@@ -1,4 +1,5 @@
-// Tests for hybrid/io/atomic_file.hpp: replacement is all-or-nothing and leaves no temp files behind.
+// Tests for hybrid/io/atomic_file.hpp: replacement is all-or-nothing and leaves no temp files behind; temp files
+// of killed writers can be cleaned up.
 #include <doctest/doctest.h>
 
 #include <hybrid/io/atomic_file.hpp>
@@ -12,6 +13,7 @@
 #include <system_error>
 #include <vector>
 
+#include <sys/wait.h>
 #include <unistd.h>
 
 namespace fs = std::filesystem;
@@ -161,4 +163,30 @@ TEST_CASE("atomic_file: a failing rename removes the temp file") {
   CHECK_THROWS_AS(write_file_atomically(target, [](atomic_file_writer& w) { w.write("data", 4); }), std::system_error);
   CHECK(fs::is_directory(target / "child"));
   CHECK(d.entries() == std::vector<std::string>{"is_a_dir"});
+}
+
+TEST_CASE("atomic_file: remove_stale_temp_files removes only dead writers' temp files") {
+  temp_dir d;
+  const fs::path target = d.path / "state.safetensors";
+  spit(target, "current");
+  // A pid that no longer exists: a child that exited and was reaped.
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) ::_exit(0);
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  const std::string dead = ".state.safetensors.tmp." + std::to_string(child) + ".0.12345";
+  const std::string mine = ".state.safetensors.tmp." + std::to_string(::getpid()) + ".3.777";
+  const std::string alive = ".state.safetensors.tmp.1.0.9";  // init never dies
+  for (const std::string& name : {dead, mine, alive, std::string(".state.safetensors.tmp.x.1.2"),
+                                  std::string(".other.bin.tmp.") + std::to_string(child) + ".0.1", std::string("notes")})
+    spit(d.path / name, "partial");
+  CHECK(hybrid::io::remove_stale_temp_files(target) == 1);
+  CHECK_FALSE(fs::exists(d.path / dead));
+  for (const std::string& name : {mine, alive, std::string(".state.safetensors.tmp.x.1.2"),
+                                  std::string(".other.bin.tmp.") + std::to_string(child) + ".0.1", std::string("notes"),
+                                  std::string("state.safetensors")})
+    CHECK(fs::exists(d.path / name));
+  CHECK(hybrid::io::remove_stale_temp_files(target) == 0);
+  CHECK(hybrid::io::remove_stale_temp_files(d.path / "missing_dir" / "x") == 0);  // no directory: nothing to do
 }

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <iterator>
 #include <limits>
 #include <numeric>
 #include <random>
@@ -309,7 +310,8 @@ TEST_CASE("a load that does not fit changes nothing and names the problem") {
 // A child process saves versions 1, 2, 3, ... of a state (every tensor and the step equal to the version)
 // as fast as it can; the parent SIGKILLs it at seeded random moments. After every kill the file at the
 // final path must load and hold exactly one version, never older than the last one seen, and the only
-// other files are the writer's hidden temp files, which no loader reads (they do not carry the name).
+// other files are the writer's hidden temp files, which no loader reads (they do not carry the name) and
+// io::remove_stale_temp_files removes.
 TEST_CASE("SIGKILL while saving never leaves a broken or mixed checkpoint") {
   temp_dir dir("kill");
   const fs::path file = dir.path / "state.safetensors";
@@ -369,13 +371,17 @@ TEST_CASE("SIGKILL while saving never leaves a broken or mixed checkpoint") {
     CHECK(std::all_of(got.small.value().begin(), got.small.value().end(), [&](float x) { return x == want; }));
     last = got.step;
 
+    index_t temps = 0;
     for (const auto& e : fs::directory_iterator(dir.path)) {
       const std::string name = e.path().filename().string();
       if (name == file.filename().string()) continue;
       CHECK(name.starts_with(".state.safetensors.tmp."));  // hidden, and not named *.safetensors
-      ++torn_writes;
-      fs::remove(e.path());
+      ++temps;
     }
+    // The killed writer's temp file is recognised as stale and cleaned up.
+    CHECK(io::remove_stale_temp_files(file) == static_cast<std::size_t>(temps));
+    CHECK(std::distance(fs::directory_iterator(dir.path), fs::directory_iterator()) == 1);
+    torn_writes += temps;
   }
   ::close(pipefd[0]);
   ::close(pipefd[1]);

@@ -2,6 +2,7 @@
 // Writes a temp file in the target's directory, fsyncs it, renames it over the target, fsyncs the directory.
 #pragma once
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -211,6 +212,38 @@ void write_file_atomically(const std::filesystem::path& target, F&& fill) {
 // Convenience overload: replaces `target` with `contents`.
 inline void write_file_atomically(const std::filesystem::path& target, std::span<const std::byte> contents) {
   write_file_atomically(target, [&](atomic_file_writer& w) { w.write(contents); });
+}
+
+// Removes the temp files of `target` that writers killed before their rename left behind (SIGKILL or a
+// power loss skips the cleanup; each can be a whole checkpoint's size): those named as write_file_atomically
+// names them whose process id no longer exists. Files of live processes (this one included) and files not
+// named so are kept. Returns how many were removed. Call it at start-up rather than before every save: on a
+// directory shared between machines a pid names a process of this machine only, so a writer on another
+// machine could lose its temp file.
+inline std::size_t remove_stale_temp_files(const std::filesystem::path& target) {
+  namespace fs = std::filesystem;
+  const fs::path dir = target.parent_path().empty() ? fs::path(".") : target.parent_path();
+  const std::string prefix = detail::cat('.', target.filename(), ".tmp.");
+  std::size_t removed = 0;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (!name.starts_with(prefix)) continue;
+    // "<pid>.<counter>.<random>" after the prefix.
+    const std::string_view rest = std::string_view(name).substr(prefix.size());
+    const std::size_t dot = rest.find('.');
+    if (dot == 0 || dot == std::string_view::npos || dot > 9) continue;
+    ::pid_t pid = 0;
+    bool digits = true;
+    for (char c : rest.substr(0, dot)) {
+      digits = digits && c >= '0' && c <= '9';
+      pid = pid * 10 + (c - '0');
+    }
+    if (!digits || pid <= 0 || pid == ::getpid()) continue;
+    if (::kill(pid, 0) == 0 || errno != ESRCH) continue;  // alive, or not ours to judge (EPERM)
+    if (::unlink(e.path().c_str()) == 0) ++removed;
+  }
+  return removed;
 }
 
 }  // namespace hybrid::io
