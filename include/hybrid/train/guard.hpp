@@ -2,7 +2,6 @@
 // and counted, and N such steps in a row stop training with an error naming the step, loss and parameter.
 #pragma once
 #include <cmath>
-#include <cstdint>
 #include <limits>
 #include <optional>
 #include <sstream>
@@ -95,11 +94,12 @@ struct guard_counters {
 // A skipped step leaves the weights, the optimizer's moments and its step count untouched (so bias
 // correction and any schedule keyed on opt.step_count() carry on as if the step had not happened); the
 // gradients are left as they are for the caller's zero_grad(). Clipping (optim::clip_grad_norm) may run
-// before: it leaves non-finite gradients untouched, so the guard still sees them.
+// before: it leaves non-finite gradients untouched, so the guard still sees them. The check reads every gradient
+// once (as clip_grad_norm does), a small part of a step.
 template <class T, class Exec = exec::default_policy>
 class step_guard {
  public:
-  explicit step_guard(optim::optimizer<T>& opt, guard_options o = {}) : opt_(&opt), opt_options_(o) {
+  explicit step_guard(optim::optimizer<T>& opt, guard_options o = {}) : opt_(&opt), options_(o) {
     if (o.max_consecutive_skips < 1)
       throw std::invalid_argument("step_guard: max_consecutive_skips must be >= 1, got " +
                                   std::to_string(o.max_consecutive_skips));
@@ -125,7 +125,7 @@ class step_guard {
       return true;
     }
     ++c_.skipped;
-    if (++c_.consecutive >= opt_options_.max_consecutive_skips) throw stop(step, loss, std::move(g));
+    if (++c_.consecutive >= options_.max_consecutive_skips) throw stop(step, loss, std::move(g));
     return false;
   }
   bool check(const var<T>& loss) { return check(static_cast<double>(loss.item())); }
@@ -133,7 +133,7 @@ class step_guard {
   index_t steps() const { return c_.steps; }
   index_t skipped() const { return c_.skipped; }
   index_t consecutive_skips() const { return c_.consecutive; }
-  const guard_options& options() const { return opt_options_; }
+  const guard_options& options() const { return options_; }
   optim::optimizer<T>& optimizer() { return *opt_; }
   // The counters by reference: training_state saves and restores them.
   guard_counters& counters() { return c_; }
@@ -145,7 +145,7 @@ class step_guard {
     m.precision(std::numeric_limits<double>::max_digits10);
     m << "training stopped at step " << step << ": " << c_.consecutive
       << " consecutive steps with a non-finite loss or gradient (steps " << step - c_.consecutive + 1 << '-' << step
-      << ", max_consecutive_skips = " << opt_options_.max_consecutive_skips << "; " << c_.skipped
+      << ", max_consecutive_skips = " << options_.max_consecutive_skips << "; " << c_.skipped
       << " skipped in all). Step " << step << ": loss = " << loss << "; ";
     if (g)
       m << "first non-finite gradient: parameter '" << g->parameter << "' element " << g->index << " = " << g->value;
@@ -155,7 +155,7 @@ class step_guard {
   }
 
   optim::optimizer<T>* opt_;
-  guard_options opt_options_;
+  guard_options options_;
   guard_counters c_;
 };
 
