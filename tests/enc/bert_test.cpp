@@ -42,7 +42,7 @@ TEST_CASE("bert forward matches the PyTorch reference in float32") {
   const auto want_pool = read_tensor<double>(r, "output.pooler_output");
   tape::current().reset();
   no_grad ng;
-  dropout_rng rng(0);
+  dropout_rng rng{};
   auto out = m(in, rng, false);
   REQUIRE(out.sequence.shape() == want_seq.shape());
   REQUIRE(out.pooled.shape() == want_pool.shape());
@@ -83,7 +83,7 @@ TEST_CASE("bert gradients match finite differences (double, tiny config, with pa
   });
   enc::text_input in{tensor<std::int32_t>({2, 4}, {1, 5, 2, 6, 3, 3, 0, 4}), tensor<std::int32_t>({2, 4}, {0, 0, 1, 1, 0, 1, 1, 1}),
                      tensor<float>({2, 4}, {1, 1, 1, 1, 1, 1, 0, 0})};
-  dropout_rng drng(0);
+  dropout_rng drng{};
   auto r = check_gradients([&] {
     auto o = m(in, drng, false);
     return o.pooled;

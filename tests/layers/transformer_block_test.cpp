@@ -1,10 +1,12 @@
-// transformer_block: pre-LN against a naive re-statement, post-LN identical to BERT's block, gradients
-// (finite differences, both norms, both activations, with a padding mask), names, errors.
+// transformer_block: pre-LN against a naive re-statement, post-LN with generic names identical to BertLayer
+// names, cross-attention, gradients (finite differences, both norms, both activations, with masks), errors.
 #include <doctest/doctest.h>
 
 #include <hybrid/autodiff/gradient_check.hpp>
 #include <hybrid/enc/bert.hpp>
 #include <hybrid/layers/transformer_block.hpp>
+#include <hybrid/ops/shape_ops.hpp>
+#include <limits>
 #include <map>
 
 using namespace hybrid;
@@ -128,10 +130,20 @@ TEST_CASE("pre-LN block matches a naive re-statement (with a padding mask)") {
   }
 }
 
-TEST_CASE("post-LN block is BERT's block: identical outputs for the same weights") {
+TEST_CASE("post-LN block with BertLayer names (enc::bert's block): same outputs as with generic names") {
   tape::current().reset();
   const enc::bert_config bc{.hidden = 8, .heads = 2, .ffn = 12, .layer_norm_eps = 1e-12};
-  enc::bert_block<double> bert(bc);
+  enc::bert_block<double> bert(enc::bert_block_config(bc));
+  std::vector<std::string> bert_names;
+  bert.visit("", [&](const std::string& n, parameter<double>&) { bert_names.push_back(n); });
+  CHECK(bert_names == std::vector<std::string>{"attention.self.query.weight", "attention.self.query.bias",
+                                               "attention.self.key.weight", "attention.self.key.bias",
+                                               "attention.self.value.weight", "attention.self.value.bias",
+                                               "attention.output.dense.weight", "attention.output.dense.bias",
+                                               "attention.output.LayerNorm.weight", "attention.output.LayerNorm.bias",
+                                               "intermediate.dense.weight", "intermediate.dense.bias",
+                                               "output.dense.weight", "output.dense.bias",
+                                               "output.LayerNorm.weight", "output.LayerNorm.bias"});
   layers::transformer_block<double> blk(
       {.width = 8, .heads = 2, .ffn = 12, .pre_norm = false, .layer_norm_eps = 1e-12, .dropout = 0.1, .attention_dropout = 0.1});
   std::mt19937 rng(2);
@@ -179,6 +191,42 @@ TEST_CASE("transformer_block gradients match finite differences") {
       INFO(r.report());
       CHECK(r.ok);
     }
+}
+
+TEST_CASE("transformer_block as a cross-attention block: memory = x is self-attention (post-LN); masked memory "
+          "tokens are as if absent; gradients") {
+  tape::current().reset();
+  std::mt19937 rng(5);
+  for (bool pre : {true, false}) {
+    CAPTURE(pre);
+    layers::transformer_block<double> blk({.width = 4, .heads = 2, .ffn = 6, .pre_norm = pre});
+    auto ps = values_of(randomize(blk, rng));
+    parameter<double> x("x", {2, 3, 4}), memory("memory", {2, 5, 4});
+    fill_uniform(x.value(), rng, -2, 2);
+    fill_uniform(memory.value(), rng, -2, 2);
+    dropout_rng drng;
+    {
+      no_grad ng;
+      // Post-LN: memory = x is exactly self-attention. (Pre-LN normalises the queries only, so there
+      // self-attention reads norm1(x) as memory, cross-attention the memory as given.)
+      const var<double> self = blk(x.use(), drng, false), cross = blk(x.use(), x.use(), var<double>{}, drng, false);
+      if (!pre) CHECK(std::equal(self.values().begin(), self.values().end(), cross.values().begin()));
+      // -inf on memory tokens 3 and 4 == a memory of tokens 0..2 only.
+      const std::vector<float> keep{1, 1, 1, 0, 0, 1, 1, 1, 0, 0};
+      tensor<double> mask({2, 1, 1, 5});
+      for (index_t i = 0; i < 10; ++i) mask[i] = keep[std::size_t(i)] ? 0.0 : -std::numeric_limits<double>::infinity();
+      const var<double> masked = blk(x.use(), memory.use(), constant(mask), drng, false);
+      const var<double> shorter = blk(x.use(), slice(memory.use(), 1, 0, 3), var<double>{}, drng, false);
+      REQUIRE(masked.shape() == hybrid::shape{2, 3, 4});
+      for (index_t i = 0; i < masked.numel(); ++i) CHECK(masked.data()[i] == doctest::Approx(shorter.data()[i]).epsilon(1e-12));
+    }
+    ps.push_back(&x);
+    ps.push_back(&memory);
+    auto r = check_gradients([&] { return blk(x.use(), memory.use(), var<double>{}, drng, false); }, ps,
+                             {.eps = 1e-6, .rtol = 1e-5, .atol = 1e-8});
+    INFO(r.report());
+    CHECK(r.ok);
+  }
 }
 
 TEST_CASE("transformer_block: dropout only in training; errors") {

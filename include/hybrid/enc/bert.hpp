@@ -9,6 +9,7 @@
 #include "hybrid/layers/embedding.hpp"
 #include "hybrid/layers/layer_norm.hpp"
 #include "hybrid/layers/linear.hpp"
+#include "hybrid/layers/transformer_block.hpp"
 
 namespace hybrid::enc {
 
@@ -39,54 +40,14 @@ struct text_input {
 template <class T>
 using bert_output = encoded<T>;
 
-// One post-LN transformer block: BertLayer.
+// One BertLayer: the post-LN transformer block with BERT's names.
+inline layers::transformer_block_config bert_block_config(const bert_config& c) {
+  return {.width = c.hidden, .heads = c.heads, .ffn = c.ffn, .pre_norm = false, .layer_norm_eps = c.layer_norm_eps,
+          .dropout = c.dropout, .attention_dropout = c.attention_dropout, .act = layers::activation::gelu,
+          .names = layers::block_names::bert};
+}
 template <class T = float>
-class bert_block {
- public:
-  using value_type = T;
-  bert_block() = default;
-  explicit bert_block(const bert_config& c)
-      : cfg_(c), attention_(c.hidden, c.heads, c.attention_dropout), attention_norm_(c.hidden, c.layer_norm_eps),
-        intermediate_(c.hidden, c.ffn), output_(c.ffn, c.hidden), output_norm_(c.hidden, c.layer_norm_eps) {}
-
-  template <class F>
-  void visit(const std::string& prefix, F&& f) {
-    attention_.visit(join_name(prefix, "attention"), f);
-    attention_norm_.visit(join_name(prefix, "attention.output.LayerNorm"), f);
-    intermediate_.visit(join_name(prefix, "intermediate.dense"), f);
-    output_.visit(join_name(prefix, "output.dense"), f);
-    output_norm_.visit(join_name(prefix, "output.LayerNorm"), f);
-  }
-  template <class F>
-  void visit_modules(const std::string& prefix, F&& f) {
-    f(join_name(prefix, "attention"), attention_);
-    f(join_name(prefix, "attention.output.LayerNorm"), attention_norm_);
-    f(join_name(prefix, "intermediate.dense"), intermediate_);
-    f(join_name(prefix, "output.dense"), output_);
-    f(join_name(prefix, "output.LayerNorm"), output_norm_);
-  }
-  void init_bert(std::mt19937& rng) {
-    attention_.init_bert(rng);
-    intermediate_.init_bert(rng);
-    output_.init_bert(rng);
-    attention_norm_.init();
-    output_norm_.init();
-  }
-
-  var<T> operator()(const var<T>& x, const var<T>& mask, dropout_rng& rng, bool training) const {
-    const double p = cfg_.dropout;
-    var<T> a = attention_norm_(dropout(attention_(x, x, mask, rng, training), p, rng, training) + x);
-    var<T> h = intermediate_(a, [](const auto& z) { return gelu(z); }, rng, training);
-    return output_norm_(dropout(output_(h, rng, training), p, rng, training) + a);
-  }
-
- private:
-  bert_config cfg_;
-  layers::attention<T> attention_;
-  layers::layer_norm<T> attention_norm_;
-  layers::linear<T> intermediate_, output_;
-  layers::layer_norm<T> output_norm_;
-};
+using bert_block = layers::transformer_block<T>;
 
 // BertModel with a configuration chosen at run time (checkpoint tools); `bert<cfg>` below fixes it
 // at compile time for static composition.
@@ -101,7 +62,7 @@ class bert_model {
       : cfg_(c), word_(c.vocab, c.hidden), position_(c.max_positions, c.hidden), token_type_(c.type_vocab, c.hidden),
         embedding_norm_(c.hidden, c.layer_norm_eps), pooler_(c.hidden, c.hidden) {
     blocks_.reserve(static_cast<std::size_t>(c.layers));
-    for (index_t i = 0; i < c.layers; ++i) blocks_.emplace_back(c);
+    for (index_t i = 0; i < c.layers; ++i) blocks_.emplace_back(bert_block_config(c));
     std::mt19937 rng(42);
     init_bert(rng);
     assign_names(*this);
@@ -138,7 +99,7 @@ class bert_model {
     position_.init_normal(rng);
     token_type_.init_normal(rng);
     embedding_norm_.init();
-    for (auto& b : blocks_) b.init_bert(rng);
+    for (auto& b : blocks_) b.init(rng);
     pooler_.init_bert(rng);
   }
 

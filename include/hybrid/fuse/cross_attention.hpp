@@ -1,13 +1,12 @@
 // Cross-modal attention: one modality's tokens (text) attend to the tokens of all the others, in a
-// BERT-layout block (attention, residual + LayerNorm, GELU FFN, residual + LayerNorm), then pooled.
+// BERT-layout cross-attention block (layers::transformer_block with a memory), then pooled.
 #pragma once
 #include <array>
 #include <limits>
 #include <vector>
 
 #include "hybrid/fuse/fusion.hpp"
-#include "hybrid/layers/attention.hpp"
-#include "hybrid/layers/layer_norm.hpp"
+#include "hybrid/layers/transformer_block.hpp"
 #include "hybrid/ops/reduce.hpp"
 
 namespace hybrid::fuse {
@@ -49,27 +48,22 @@ struct cross_attention {
     static constexpr index_t width = Width;
 
     op()
-        : attention_(Width, C.heads, C.attention_dropout), attention_norm_(Width, C.layer_norm_eps),
-          intermediate_(Width, ffn), output_(ffn, Width), output_norm_(Width, C.layer_norm_eps) {
+        : block_({.width = Width, .heads = C.heads, .ffn = ffn, .pre_norm = false, .layer_norm_eps = C.layer_norm_eps,
+                  .dropout = C.dropout, .attention_dropout = C.attention_dropout, .act = layers::activation::gelu,
+                  .names = layers::block_names::bert}) {
       std::mt19937 rng(0xc405);
       for (std::size_t m = 0; m < M; ++m)
         if (projected(m)) {
           kv_proj_[m] = layers::linear<T>(widths[m], Width);
           kv_proj_[m].init(rng);
         }
-      attention_.init_bert(rng);
-      intermediate_.init_bert(rng);
-      output_.init_bert(rng);
+      block_.init(rng);
     }
     template <class F>
     void visit(const std::string& prefix, F&& f) {
       for (std::size_t m = 0; m < M; ++m)
         if (projected(m)) kv_proj_[m].visit(modality_name(prefix, "kv_proj", m), f);
-      attention_.visit(join_name(prefix, "attention"), f);
-      attention_norm_.visit(join_name(prefix, "attention.output.LayerNorm"), f);
-      intermediate_.visit(join_name(prefix, "intermediate.dense"), f);
-      output_.visit(join_name(prefix, "output.dense"), f);
-      output_norm_.visit(join_name(prefix, "output.LayerNorm"), f);
+      block_.visit(prefix, f);
     }
 
     var<T> operator()(std::span<const enc::encoded<T>> parts, std::span<const var<T>> present, dropout_rng& rng,
@@ -104,20 +98,14 @@ struct cross_attention {
           }
         }
       }
-      const var<T> h =
-          attention_norm_(var<T>(dropout(attention_(x, kv, mask, rng, training), C.dropout, rng, training) + x));
-      const var<T> a = intermediate_(h, [](const auto& z) { return gelu(z); });
-      const var<T> y = output_norm_(var<T>(dropout(output_(a), C.dropout, rng, training) + h));
+      const var<T> y = block_(x, kv, mask, rng, training);
       if constexpr (C.pool == cross_pool::mean) return hybrid::mean(y, 1);
       else return reshape(slice(y, 1, 0, 1), {B, Width});
     }
 
    private:
     std::array<layers::linear<T>, M> kv_proj_;
-    layers::attention<T> attention_;
-    layers::layer_norm<T> attention_norm_;
-    layers::linear<T> intermediate_, output_;
-    layers::layer_norm<T> output_norm_;
+    layers::transformer_block<T> block_;  // post-LN, BertLayer names
   };
 };
 

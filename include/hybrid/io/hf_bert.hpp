@@ -5,10 +5,12 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <system_error>
+#include <utility>
 
 #include "hybrid/enc/bert.hpp"
 #include "hybrid/io/checkpoint.hpp"
@@ -41,6 +43,24 @@ inline void get_number(const nlohmann::json& j, const char* key, double& out, do
   out = it->get<double>();
 }
 
+// Sizes a model can be built with: ids, positions and token types are int32, and every weight matrix
+// (rows x hidden_size) must have a byte size (as double) that size_t holds, else building the model would
+// overflow its size computations instead of failing cleanly.
+inline void check_buildable(const enc::bert_config& c) {
+  constexpr index_t max_dim = std::numeric_limits<std::int32_t>::max();
+  constexpr index_t max_elements = std::numeric_limits<index_t>::max() / 8;
+  const std::pair<const char*, index_t> rows[] = {{"vocab_size", c.vocab},
+                                                  {"max_position_embeddings", c.max_positions},
+                                                  {"type_vocab_size", c.type_vocab},
+                                                  {"intermediate_size", c.ffn},
+                                                  {"hidden_size", c.hidden}};
+  for (const auto& [key, n] : rows) {
+    if (n > max_dim) bad_config(cat('\'', key, "' = ", n, " is above ", max_dim));
+    if (n > max_elements / c.hidden)
+      bad_config(cat('\'', key, "' = ", n, " x hidden_size ", c.hidden, " is too many elements for one weight matrix"));
+  }
+}
+
 // A string field that must equal `want` when present.
 inline void expect_string(const nlohmann::json& j, const char* key, const char* want, const char* why) {
   auto it = j.find(key);
@@ -63,7 +83,8 @@ inline std::filesystem::path in_dir(const std::filesystem::path& p, const char* 
 }  // namespace detail::hf
 
 // BertConfig's fields -> enc::bert_config. Absent fields take BertConfig's defaults (which are
-// bert_config's); wrong types, non-positive sizes, hidden_size not divisible by the heads, and features
+// bert_config's); wrong types, non-positive sizes, sizes no model can be built with (above 2^31 - 1, or a
+// weight matrix too large to address), hidden_size not divisible by the heads, and features
 // hybrid's BERT lacks (hidden_act other than "gelu", relative positions, decoders) are checkpoint_errors.
 inline enc::bert_config bert_config_from_json(const nlohmann::json& j) {
   using detail::hf::bad_config;
@@ -96,6 +117,7 @@ inline enc::bert_config bert_config_from_json(const nlohmann::json& j) {
   }
   if (c.hidden % c.heads != 0)
     bad_config(detail::cat("hidden_size ", c.hidden, " is not a multiple of num_attention_heads ", c.heads));
+  detail::hf::check_buildable(c);
   return c;
 }
 

@@ -3,10 +3,14 @@
 #pragma once
 #include "hybrid/layers/attention.hpp"
 #include "hybrid/layers/layer_norm.hpp"
+#include "hybrid/layers/mlp.hpp"
 
 namespace hybrid::layers {
 
-enum class activation { gelu, relu };
+// How a block names its parameters: generic (ViT-style norm1 / attention / norm2 / mlp.fc1 / mlp.fc2) or
+// Hugging Face's BertLayer (attention.*, attention.output.LayerNorm, intermediate.dense, output.dense,
+// output.LayerNorm), which BERT checkpoints and the BERT-layout cross-attention fusion use.
+enum class block_names { generic, bert };
 
 struct transformer_block_config {
   index_t width = 768;
@@ -16,12 +20,25 @@ struct transformer_block_config {
   double layer_norm_eps = 1e-6;      // ViT's; BERT uses 1e-12
   double dropout = 0.0;              // on each branch's output, before the residual add
   double attention_dropout = 0.0;    // on the attention probabilities
-  activation act = activation::gelu;  // erf GELU, as BERT and ViT
+  activation act = activation::gelu;  // of the MLP's hidden layer; erf GELU, as BERT and ViT
+  block_names names = block_names::generic;
 };
 
-// Parameters: norm1, attention.{self.query, self.key, self.value, output.dense}, norm2, mlp.fc1, mlp.fc2.
+// Self-attention block x -> block(x), and cross-attention block (x, memory) -> block(x attends to memory):
+// queries from x, keys and values from another sequence (another modality's tokens, an encoder's output).
+// Parameters (generic names): norm1, attention.{self.query, self.key, self.value, output.dense}, norm2,
+// mlp.fc1, mlp.fc2; with block_names::bert, BertLayer's names and order.
 template <class T = float>
 class transformer_block {
+  struct part_names {
+    const char *norm1, *norm2, *fc1, *fc2;
+  };
+  part_names names() const {
+    if (cfg_.names == block_names::bert)
+      return {"attention.output.LayerNorm", "output.LayerNorm", "intermediate.dense", "output.dense"};
+    return {"norm1", "norm2", "mlp.fc1", "mlp.fc2"};
+  }
+
  public:
   using value_type = T;
   transformer_block() = default;
@@ -33,20 +50,25 @@ class transformer_block {
 
   template <class F>
   void visit(const std::string& prefix, F&& f) {
-    norm1_.visit(join_name(prefix, "norm1"), f);
-    attention_.visit(join_name(prefix, "attention"), f);
-    norm2_.visit(join_name(prefix, "norm2"), f);
-    fc1_.visit(join_name(prefix, "mlp.fc1"), f);
-    fc2_.visit(join_name(prefix, "mlp.fc2"), f);
+    visit_modules(prefix, [&](const std::string& name, auto& m) { m.visit(name, f); });
   }
-  // Direct child modules (what a sub-module walk, e.g. LoRA's apply_lora, descends into).
+  // Direct child modules (what a sub-module walk, e.g. LoRA's apply_lora, descends into), in visit's order.
   template <class F>
   void visit_modules(const std::string& prefix, F&& f) {
-    f(join_name(prefix, "norm1"), norm1_);
+    const part_names n = names();
+    if (cfg_.names == block_names::bert) {
+      f(join_name(prefix, "attention"), attention_);
+      f(join_name(prefix, n.norm1), norm1_);
+      f(join_name(prefix, n.fc1), fc1_);
+      f(join_name(prefix, n.fc2), fc2_);
+      f(join_name(prefix, n.norm2), norm2_);
+      return;
+    }
+    f(join_name(prefix, n.norm1), norm1_);
     f(join_name(prefix, "attention"), attention_);
-    f(join_name(prefix, "norm2"), norm2_);
-    f(join_name(prefix, "mlp.fc1"), fc1_);
-    f(join_name(prefix, "mlp.fc2"), fc2_);
+    f(join_name(prefix, n.norm2), norm2_);
+    f(join_name(prefix, n.fc1), fc1_);
+    f(join_name(prefix, n.fc2), fc2_);
   }
   // N(0, stddev) weights and zero biases (BERT's and ViT's recipe), unit LayerNorm.
   void init(std::mt19937& rng, double stddev = 0.02) {
@@ -57,14 +79,26 @@ class transformer_block {
     fc2_.init_bert(rng, stddev);
   }
 
-  // x [B, T, width]; mask additive, broadcast to [B, heads, T, T] (or empty). Returns [B, T, width].
+  // Self-attention. x [B, T, width]; mask additive, broadcast to [B, heads, T, T] (or empty). Returns [B, T, width].
   var<T> operator()(const var<T>& x, const var<T>& mask, dropout_rng& rng, bool training) const {
+    return block(x, nullptr, mask, rng, training);
+  }
+  var<T> operator()(const var<T>& x, dropout_rng& rng, bool training) const { return (*this)(x, var<T>{}, rng, training); }
+  // Cross-attention. x [B, T, width] asks, memory [B, S, width] answers; mask additive, broadcast to
+  // [B, heads, T, S] (e.g. -inf on the memory tokens of an absent modality). Returns [B, T, width].
+  // Pre-LN normalises the queries only: the memory comes normalised (or not) from whoever produced it.
+  var<T> operator()(const var<T>& x, const var<T>& memory, const var<T>& mask, dropout_rng& rng, bool training) const {
+    return block(x, &memory, mask, rng, training);
+  }
+
+ private:
+  var<T> block(const var<T>& x, const var<T>* memory, const var<T>& mask, dropout_rng& rng, bool training) const {
     const double p = cfg_.dropout;
-    auto attend = [&](const var<T>& h) { return dropout(attention_(h, h, mask, rng, training), p, rng, training); };
+    auto attend = [&](const var<T>& h) {
+      return dropout(attention_(h, memory ? *memory : h, mask, rng, training), p, rng, training);
+    };
     auto mlp = [&](const var<T>& h) {
-      const var<T> a = cfg_.act == activation::gelu ? fc1_(h, [](const auto& z) { return gelu(z); })
-                                                    : fc1_(h, [](const auto& z) { return relu(z); });
-      return dropout(fc2_(a), p, rng, training);
+      return dropout(fc2_(linear_activation(fc1_, h, cfg_.act, &rng, training), rng, training), p, rng, training);
     };
     if (cfg_.pre_norm) {
       const var<T> h = attend(norm1_(x)) + x;
@@ -73,9 +107,7 @@ class transformer_block {
     const var<T> h = norm1_(attend(x) + x);
     return norm2_(mlp(h) + h);
   }
-  var<T> operator()(const var<T>& x, dropout_rng& rng, bool training) const { return (*this)(x, var<T>{}, rng, training); }
 
- private:
   transformer_block_config cfg_;
   layer_norm<T> norm1_;
   attention<T> attention_;

@@ -86,13 +86,15 @@ inline io::wordpiece_tokenizer load_tokenizer(const std::filesystem::path& dir) 
   return io::wordpiece_tokenizer::from_file(dir / "vocab.txt", o);
 }
 
-// Labels and problem type from config.json: id2label (keys "0".."n-1"), else num_labels (default 2) as "LABEL_i".
+// Labels and problem type from config.json: id2label (keys "0".."n-1"), else num_labels (default 2, at most
+// 2^20) as "LABEL_i".
 struct label_config {
   std::vector<std::string> labels;
   problem_type problem = problem_type::single_label;
 };
 
 inline label_config label_config_from_json(const nlohmann::json& j) {
+  constexpr std::int64_t max_labels = std::int64_t{1} << 20;
   auto bad = [](const std::string& what) { return io::checkpoint_error("classifier config.json: " + what); };
   label_config out;
   std::int64_t n = -1;
@@ -100,6 +102,8 @@ inline label_config label_config_from_json(const nlohmann::json& j) {
     if (!it->is_number_integer() || it->get<std::int64_t>() <= 0)
       throw bad("'num_labels' = " + it->dump() + " is not a positive integer");
     n = it->get<std::int64_t>();
+    // Without id2label every label gets a generated name: bound the loop below (a 28-byte file asked for 10^11).
+    if (n > max_labels) throw bad("'num_labels' = " + it->dump() + " is above " + std::to_string(max_labels));
   }
   if (auto it = j.find("id2label"); it != j.end() && !it->is_null()) {
     if (!it->is_object() || it->empty()) throw bad("'id2label' is not a non-empty object");
