@@ -3,7 +3,9 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
+#include <limits>
 #include <numeric>
 #include <string>
 #include <unistd.h>
@@ -197,6 +199,28 @@ TEST_CASE("mlm_pretrainer: checkpoint save -> load gives identical outputs; resu
     CHECK(resumed.step_count() == 40);
     CHECK(all_values(resumed_model) == all_values(model));
   }
+}
+
+TEST_CASE("mlm_pretrainer: non-finite updates are skipped, and a run of them stops training") {
+  head::bert_for_masked_lm<float> model(tiny_bert(), 1);
+  train::mlm_options o = tiny_options(20);
+  o.max_consecutive_skips = 3;
+  train::mlm_pretrainer<float> trainer(model, repeat_corpus(64, 1), vocab, o);
+  trainer.step();
+  // A NaN in the last parameter (the MLM head) makes every loss and gradient NaN from here on.
+  parameter<float>* last = nullptr;
+  model.visit("", [&](const std::string&, parameter<float>& p) { last = &p; });
+  last->value().fill(std::numeric_limits<float>::quiet_NaN());
+  const std::vector<float> before = all_values(model);
+  const index_t opt_steps = trainer.optimizer().step_count();
+  trainer.step();
+  trainer.step();
+  CHECK(trainer.skipped_updates() == 2);
+  CHECK(trainer.optimizer().step_count() == opt_steps);
+  const std::vector<float> after = all_values(model);
+  CHECK(std::memcmp(before.data(), after.data(), before.size() * sizeof(float)) == 0);  // NaNs compare by bits
+  CHECK_THROWS_WITH_AS(trainer.step(), doctest::Contains("3 consecutive steps with a non-finite loss or gradient"),
+                       train::non_finite_error);
 }
 
 TEST_CASE("mlm_pretrainer: argument checks") {

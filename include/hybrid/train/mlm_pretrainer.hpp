@@ -23,6 +23,7 @@
 #include "hybrid/optim/adam.hpp"
 #include "hybrid/optim/clip.hpp"
 #include "hybrid/optim/schedule.hpp"
+#include "hybrid/train/guard.hpp"
 
 namespace hybrid::train {
 
@@ -94,6 +95,7 @@ struct mlm_options {
   index_t log_every = 50;       // the report callback runs every log_every updates and after the last
   std::uint64_t seed = 1;       // batch order, masks and dropout are functions of (seed, step)
   bool group_by_length = true;  // batches of similar lengths (less padding), in random order
+  index_t max_consecutive_skips = 10;  // this many non-finite updates in a row throw train::non_finite_error
 };
 
 struct mlm_metrics {
@@ -219,8 +221,9 @@ class mlm_pretrainer {
                                            : optim::grad_norm<Exec>(optimizer_.parameters());
     const double factor = schedule_(s);
     optimizer_.scale_lr(factor);
-    if (std::isfinite(norm)) optimizer_.step();
-    else ++skipped_;  // an overflow: skip the update, move on to the next batch
+    // A non-finite loss or gradient (an overflow): skip the update and move on to the next batch; a run of
+    // them stops training (step_guard).
+    if (!guard_.step(loss)) ++skipped_;
     ++step_;
 
     index_t tokens = 0;
@@ -306,6 +309,7 @@ class mlm_pretrainer {
     optimizer_.load_state(st);
     step_ = std::stoll(a->second);
     skipped_ = step_ - st.step;
+    guard_.counters() = {.steps = step_, .skipped = skipped_, .consecutive = 0};
   }
 
  private:
@@ -374,6 +378,7 @@ class mlm_pretrainer {
   mlm_options opt_;
   optim::adamw<T, Exec> optimizer_;
   optim::lr_schedule schedule_;
+  step_guard<T, Exec> guard_{optimizer_, {.max_consecutive_skips = opt_.max_consecutive_skips}};
   report_fn report_, on_step_;
   index_t step_ = 0, skipped_ = 0;
   index_t plan_epoch_ = -1;
