@@ -33,6 +33,7 @@
 
 #include "hybrid/layers/attention.hpp"
 #include "hybrid/layers/attention_pool.hpp"
+#include "hybrid/layers/conv.hpp"
 #include "hybrid/layers/embedding.hpp"
 #include "hybrid/layers/layer_norm.hpp"
 #include "hybrid/layers/linear.hpp"
