@@ -291,8 +291,19 @@ class model<encoders<Mods...>, Fusion, heads<Heads...>, Options...> {
                                  std::string(modality_names[m]) + "', whose encoder gave none");
         add_boundary(out, xs[j]);
       }
-      if constexpr (sources.size() == 1) return h(xs[0], rng_, training);
-      else return h(std::span<const var<T>>(xs), rng_, training);
+      if constexpr (head::ties_word_embeddings<H>()) {
+        static_assert(sources.size() == 1, "model: a head tied to word embeddings reads one sequence");
+        constexpr std::size_t m = detail::index_of(sources[0].modality, modality_names);
+        auto& encoder = std::get<(m < modality_count ? m : 0)>(encoders_);
+        static_assert(requires { encoder.word_embeddings().weight(); },
+                      "model: this head ties its decoder to the word embeddings of its modality's encoder, which "
+                      "has none (head::mlm with mlm_options{.tie_word_embeddings = false} has a decoder of its own)");
+        return h(xs[0], encoder.word_embeddings().weight().use(), rng_, training);
+      } else if constexpr (sources.size() == 1) {
+        return h(xs[0], rng_, training);
+      } else {
+        return h(std::span<const var<T>>(xs), rng_, training);
+      }
     }
   }
 

@@ -1,5 +1,8 @@
 #include <hybrid/autodiff/gradient_check.hpp>
+#include <hybrid/fuse/concat.hpp>
+#include <hybrid/head/classify.hpp>
 #include <hybrid/head/mlm.hpp>
+#include <hybrid/model.hpp>
 #include <hybrid/io/safetensors.hpp>
 #include <hybrid/train/mlm_pretrainer.hpp>
 #include <nlohmann/json.hpp>
@@ -273,4 +276,132 @@ TEST_CASE("bert_for_masked_lm logits match the PyTorch reference (fixture: tests
     scale = std::max(scale, std::abs(want[i]));
   }
   CHECK(err / scale < 2e-5);
+}
+
+// ---- head::mlm in a composed model -------------------------------------------------------------------------
+
+namespace {
+constexpr enc::bert_config tiny_static{.vocab = 13, .hidden = 4, .layers = 1, .heads = 2, .ffn = 6, .max_positions = 8,
+                                       .type_vocab = 2, .layer_norm_eps = 1e-5, .dropout = 0.0,
+                                       .attention_dropout = 0.0, .pooler = false};
+using mlm_net = model<encoders<modality<"text", enc::bert<tiny_static, double>>>, fuse::concat,
+                      heads<head::mlm<"mlm", 13, "text", head::mlm_options{.layer_norm_eps = 1e-5}>,
+                            head::classify<"topic", 2>>>;
+using untied_net = model<encoders<modality<"text", enc::bert<tiny_static, double>>>, fuse::concat,
+                         heads<head::mlm<"mlm", 13, "text", head::mlm_options{.tie_word_embeddings = false}>>>;
+
+batch text_batch() {
+  batch b;
+  b.size = 2;
+  b.inputs["text"] = {tiny_input(), {}};
+  return b;
+}
+
+template <class M>
+void perturb(M& m, unsigned seed) {
+  std::mt19937 rng(seed);
+  m.visit("", [&](const std::string&, parameter<double>& p) {
+    for (double& v : p.value()) v += std::uniform_real_distribution<double>(-0.3, 0.3)(rng);
+  });
+}
+}  // namespace
+
+TEST_CASE("head::mlm in a model: BertForMaskedLM's logits, names and tied decoder") {
+  mlm_net net;
+  perturb(net, 11);
+  // The same numbers as bert_for_masked_lm holding the same parameters ("text." -> "bert.", "heads.mlm." -> "cls.").
+  bert_for_masked_lm<double> ref(tiny_config(), 1);
+  std::map<std::string, parameter<double>*> by_name;
+  ref.visit("", [&](const std::string& n, parameter<double>& p) { by_name[n] = &p; });
+  std::size_t copied = 0;
+  net.visit("", [&](const std::string& n, parameter<double>& p) {
+    std::string r = n.starts_with("text.") ? "bert." + n.substr(5) : n.starts_with("heads.mlm.") ? "cls." + n.substr(10) : "";
+    if (r.empty()) return;
+    REQUIRE_MESSAGE(by_name.count(r), r);
+    CHECK(by_name[r]->shape() == p.shape());
+    by_name[r]->value() = p.value().clone();
+    ++copied;
+  });
+  CHECK(copied == by_name.size());  // every BertForMaskedLM parameter has its counterpart, and no decoder weight
+  batch b = text_batch();
+  dropout_rng drop{1, 0};
+  no_grad ng;
+  const auto out = net(b);
+  const var<double> want = ref.all_logits(tiny_input(), drop);
+  REQUIRE(out["mlm"].shape() == shape{2, 5, 13});
+  double err = 0;
+  for (index_t i = 0; i < want.numel(); ++i) err = std::max(err, std::abs(out["mlm"].data()[i] - want.data()[i]));
+  CHECK(err < 1e-12);
+}
+
+TEST_CASE("head::mlm in a model: loss at the masked tokens only, gradients (tied and untied) match finite differences") {
+  batch b = text_batch();
+  std::mt19937_64 rng(3);
+  const index_t chosen = head::mask_modality(b, "text", "mlm", mask_id, 13, {pad, cls, sep}, rng, {.probability = 0.5});
+  const auto& labels = b.labels["mlm"].classes;
+  REQUIRE(labels.size() == 10);
+  CHECK(chosen == std::count_if(labels.begin(), labels.end(), [](std::int32_t c) { return c != head::no_label; }));
+  CHECK(chosen > 0);
+  const auto original = tiny_input();
+  for (std::size_t i = 0; i < labels.size(); ++i) {
+    const std::int32_t id = original.ids[static_cast<index_t>(i)];
+    if (id == pad || id == cls || id == sep) CHECK(labels[i] == head::no_label);  // never chosen
+    if (labels[i] != head::no_label) CHECK(labels[i] == id);
+    else CHECK(std::get<enc::text_input>(b.inputs["text"].input).ids[static_cast<index_t>(i)] == id);
+  }
+  b.labels["topic"] = {{1, 0}, {}, {}};
+
+  mlm_net net;
+  perturb(net, 5);
+  tape::current().reset();
+  {
+    const auto out = net(b, false);
+    // The loss is the mean cross-entropy over the chosen tokens.
+    const var<double>& logits = out["mlm"];
+    double want = 0;
+    for (std::size_t t = 0; t < labels.size(); ++t) {
+      if (labels[t] == head::no_label) continue;
+      const double* row = logits.data() + t * 13;
+      double m = *std::max_element(row, row + 13), s = 0;
+      for (int v = 0; v < 13; ++v) s += std::exp(row[v] - m);
+      want += m + std::log(s) - row[labels[t]];
+    }
+    CHECK(net.losses(out, b)[0].item() == doctest::Approx(want / double(chosen)).epsilon(1e-12));
+  }
+  auto res = check_gradients([&] { return net.loss(net(b, false), b); }, parameters_of(net),
+                             {.eps = 1e-6, .rtol = 1e-5, .atol = 1e-8});
+  INFO(res.report());
+  CHECK(res.ok);
+
+  untied_net untied;
+  bool has_decoder = false;
+  untied.visit("", [&](const std::string& n, parameter<double>& p) {
+    if (n == "heads.mlm.predictions.decoder.weight") has_decoder = p.shape() == shape{13, 4};
+  });
+  CHECK(has_decoder);
+  perturb(untied, 6);
+  auto res2 = check_gradients([&] { return untied.loss(untied(b, false), b); }, parameters_of(untied),
+                              {.eps = 1e-6, .rtol = 1e-5, .atol = 1e-8});
+  INFO(res2.report());
+  CHECK(res2.ok);
+}
+
+TEST_CASE("mask_modality: padding and absent samples are never chosen; bad batches are errors") {
+  batch b = text_batch();
+  b.inputs["text"].present = {0, 1};
+  std::mt19937_64 rng(1);
+  head::mask_modality(b, "text", "mlm", mask_id, 13, {cls, sep}, rng, {.probability = 1.0});
+  const auto& labels = b.labels["mlm"].classes;
+  for (int t = 0; t < 5; ++t) CHECK(labels[static_cast<std::size_t>(t)] == head::no_label);  // sample 0 absent
+  CHECK(labels[9] == head::no_label);                                                         // attention mask 0
+  CHECK(labels[6] == 12);
+  CHECK_THROWS_AS(head::mask_modality(b, "image", "mlm", mask_id, 13, {}, rng), std::invalid_argument);
+  b.inputs["dense"] = {enc::dense_input{tensor<float>({2, 3})}, {}};
+  CHECK_THROWS_WITH_AS(head::mask_modality(b, "dense", "mlm", mask_id, 13, {}, rng), doctest::Contains("not token ids"),
+                       std::invalid_argument);
+  mlm_net net;
+  parameter<double> flat("flat", {2, 4}), table("table", {13, 4});
+  dropout_rng drop{1, 0};
+  CHECK_THROWS_WITH_AS(net.head<"mlm">()(flat.use(), table.use(), drop, false), doctest::Contains("needs a sequence"),
+                       shape_error);
 }

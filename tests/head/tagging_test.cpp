@@ -44,7 +44,7 @@ TEST_CASE("tagging: gradients and values over a [B, L, W] sequence with padding 
     wsum += sw;
   }
   CHECK(h.loss(logits, y).item() == doctest::Approx(total / wsum).epsilon(1e-12));
-  CHECK_THROWS_WITH_AS(h.loss(logits, head::task_labels{{0, 1}, {}, {}}), doctest::Contains("one tag per token"), shape_error);
+  CHECK_THROWS_WITH_AS(h.loss(logits, head::task_labels{{0, 1}, {}, {}}), doctest::Contains("one label per token"), shape_error);
   parameter<double> flat("flat", {2, 4});
   CHECK_THROWS_AS(h(flat.use(), r, true), shape_error);
 }

@@ -12,6 +12,7 @@
 #include "hybrid/layers/module.hpp"
 #include "hybrid/autodiff/elementwise.hpp"
 #include "hybrid/ops/dropout.hpp"
+#include "hybrid/ops/loss.hpp"
 #include "hybrid/ops/reduce.hpp"
 #include "hybrid/ops/shape_ops.hpp"
 
@@ -48,6 +49,14 @@ constexpr auto sources_of() {
 template <class H>
 constexpr bool self_supervised() {
   if constexpr (requires { H::self_supervised; }) return H::self_supervised;
+  else return false;
+}
+
+// A head whose decoder is the word-embedding table of the encoder it reads (head::mlm): the model passes
+// that table as a second argument, op(sequence, table, rng, training).
+template <class H>
+constexpr bool ties_word_embeddings() {
+  if constexpr (requires { H::tied_word_embeddings; }) return H::tied_word_embeddings;
   else return false;
 }
 
@@ -116,6 +125,28 @@ var<T> weighted_mean(const var<T>& per_element, const task_labels& y, std::strin
   }
   const T scale = total != 0 && J ? T(1 / (total * double(J))) : T(0);
   return sum(var<T>(reshape(per_element, {B, J}) * constant(w))) * scale;
+}
+
+// Cross-entropy per token of logits [B, L, C] (or [B, C]) against y.classes, one class per token in
+// row-major order [B * L] (no_label: padding, unlabelled); y.weights per sample weigh all of its tokens.
+// The mean over the counted tokens. `head` names the head in errors. (Token tagging, masked-LM.)
+template <class T>
+var<T> token_cross_entropy(const var<T>& logits, const task_labels& y, const std::string& head) {
+  const index_t B = logits.dim(0), L = logits.rank() == 3 ? logits.dim(1) : 1;
+  if (static_cast<index_t>(y.classes.size()) != B * L)
+    throw shape_error(head, "logits", logits.shape(), "labels", hybrid::shape{static_cast<index_t>(y.classes.size())},
+                      "one label per token (B * L)");
+  std::vector<T> token_weights;
+  if (!y.weights.empty()) {
+    if (static_cast<index_t>(y.weights.size()) != B)
+      throw shape_error(head + ": " + std::to_string(y.weights.size()) + " sample weights for logits " +
+                        logits.shape().str());
+    token_weights.resize(static_cast<std::size_t>(B * L));
+    for (index_t t = 0; t < B * L; ++t)
+      token_weights[static_cast<std::size_t>(t)] = static_cast<T>(y.weights[static_cast<std::size_t>(t / L)]);
+  }
+  return cross_entropy(logits, std::span<const std::int32_t>(y.classes), {.ignore_index = no_label},
+                       std::span<const T>(token_weights));
 }
 }  // namespace detail
 

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "hybrid/batch.hpp"
 #include "hybrid/enc/bert.hpp"
 #include "hybrid/head/head.hpp"
 #include "hybrid/ops/loss.hpp"
@@ -191,5 +192,99 @@ class bert_for_masked_lm {
   enc::bert_model<T> bert_;
   mlm_head<T> cls_;
 };
+
+
+// ---- the head in a composed model -----------------------------------------------------------------------
+
+struct mlm_options {
+  // true: the decoder is the word-embedding table of the encoder the head reads (BERT's tying; the model
+  // passes it, and the encoder must have word_embeddings() of shape [Vocab, width]); false: a decoder
+  // weight of the head's own, "predictions.decoder.weight".
+  bool tie_word_embeddings = true;
+  double layer_norm_eps = 1e-12;
+};
+
+// mlm<"name", Vocab, "modality">: masked-LM as one task of model<...> (pre-training next to other heads,
+// or MLM as an auxiliary task while fine-tuning). Reads the modality's sequence [B, L, W]; the prediction
+// is BERT's MLM logits at every token [B, L, Vocab]; the labels are one id per token (y.classes, [B * L]) with
+// no_label at the tokens not chosen, as mask_tokens makes them (see mask_modality below). Parameter names
+// under "heads.<name>" are those of mlm_head (predictions.transform.*, predictions.bias).
+template <fixed_string Name, index_t Vocab, fixed_string Modality = "text", mlm_options Options = mlm_options{}>
+struct mlm {
+  static_assert(Vocab > 0, "head::mlm: the vocabulary size must be positive");
+  static constexpr auto name = Name;
+  static constexpr index_t outputs = Vocab;
+  static constexpr std::array<source, 1> sources{{{Modality.view(), input::sequence}}};
+  static constexpr bool tied_word_embeddings = Options.tie_word_embeddings;
+
+  template <class T, index_t In>
+  class op {
+   public:
+    using value_type = T;
+    op() : head_(enc::bert_config{.vocab = Vocab, .hidden = In, .layer_norm_eps = Options.layer_norm_eps}) {
+      std::mt19937 rng(23);
+      head_.init_bert(rng);
+      if constexpr (!tied_word_embeddings) {
+        decoder_ = parameter<T>("weight", {Vocab, In});
+        init_normal(decoder_, rng, 0.02);
+      }
+    }
+    template <class F>
+    void visit(const std::string& prefix, F&& f) {
+      head_.visit(prefix, f);
+      if constexpr (!tied_word_embeddings) f(join_name(prefix, "predictions.decoder.weight"), decoder_);
+    }
+    // sequence [B, L, In], word-embedding table [Vocab, In] -> logits [B, L, Vocab]
+    var<T> operator()(const var<T>& sequence, const var<T>& word_embeddings, dropout_rng&, bool) const
+      requires(tied_word_embeddings)
+    {
+      return head_(checked(sequence), word_embeddings);
+    }
+    var<T> operator()(const var<T>& sequence, dropout_rng&, bool) const
+      requires(!tied_word_embeddings)
+    {
+      return head_(checked(sequence), decoder_.use());
+    }
+    // Mean cross-entropy over the chosen tokens (labels: the original ids there, no_label elsewhere).
+    var<T> loss(const var<T>& logits, const task_labels& y) const {
+      return detail::token_cross_entropy(logits, y, "mlm '" + std::string(Name.view()) + "'");
+    }
+
+   private:
+    static const var<T>& checked(const var<T>& sequence) {
+      if (sequence.rank() != 3 || sequence.dim(2) != In)
+        throw shape_error("mlm '" + std::string(Name.view()) + "': needs a sequence [B, L, " + std::to_string(In) +
+                          "], got " + sequence.shape().str());
+      return sequence;
+    }
+    mlm_head<T> head_;
+    parameter<T> decoder_;
+  };
+};
+
+// Masks the token ids of `modality` in a batch for an mlm head called `head`: the batch's input becomes
+// the masked ids, its labels the original ids at the chosen tokens (no_label elsewhere). Tokens whose
+// attention mask is 0 and the ids in `special_ids` ([CLS], [SEP], [PAD]) are never chosen; a sample whose
+// modality is absent gets no chosen token. Returns how many tokens were chosen.
+inline index_t mask_modality(batch& b, std::string_view modality, std::string_view head, std::int32_t mask_id, index_t vocab,
+                      std::initializer_list<std::int32_t> special_ids, std::mt19937_64& rng, const mask_options& o = {}) {
+  const auto it = b.inputs.find(modality);
+  if (it == b.inputs.end())
+    throw std::invalid_argument("mask_modality: the batch has no modality '" + std::string(modality) + "'");
+  auto* text = std::get_if<enc::text_input>(&it->second.input);
+  if (!text) throw std::invalid_argument("mask_modality: modality '" + std::string(modality) + "' is not token ids");
+  const tensor<std::int32_t>& ids = text->ids;
+  std::vector<std::uint8_t> special = special_tokens_mask(std::span<const std::int32_t>(ids.data(), ids.numel()), special_ids);
+  const index_t B = ids.rank() ? ids.dim(0) : 0, L = B ? ids.numel() / B : 0;
+  if (text->attention_mask.numel() == ids.numel())
+    for (index_t i = 0; i < ids.numel(); ++i) special[static_cast<std::size_t>(i)] |= text->attention_mask[i] == 0;
+  const auto& present = it->second.present;
+  for (index_t bi = 0; bi < B && !present.empty(); ++bi)
+    if (!present[static_cast<std::size_t>(bi)]) std::fill_n(special.begin() + bi * L, L, std::uint8_t{1});
+  masked_tokens m = mask_tokens(ids, special, mask_id, vocab, rng, o);
+  text->ids = std::move(m.ids);
+  b.labels[std::string(head)] = task_labels{std::move(m.labels), {}, {}};
+  return static_cast<index_t>(m.positions.size());
+}
 
 }  // namespace hybrid::head

@@ -36,21 +36,7 @@ struct tagging {
     // y.classes: one tag per token in row-major order [B * L], no_label (-100) for padding and
     // unlabelled tokens; y.weights: per sample (0 excludes all of its tokens). Mean over counted tokens.
     var<T> loss(const var<T>& logits, const task_labels& y) const {
-      const index_t B = logits.dim(0), L = logits.rank() == 3 ? logits.dim(1) : 1;
-      if (static_cast<index_t>(y.classes.size()) != B * L)
-        throw shape_error("tagging '" + std::string(Name.view()) + "'", "logits", logits.shape(), "tags",
-                          hybrid::shape{static_cast<index_t>(y.classes.size())}, "one tag per token (B * L)");
-      std::vector<T> token_weights;
-      if (!y.weights.empty()) {
-        if (static_cast<index_t>(y.weights.size()) != B)
-          throw shape_error("tagging '" + std::string(Name.view()) + "': " + std::to_string(y.weights.size()) +
-                            " sample weights for logits " + logits.shape().str());
-        token_weights.resize(static_cast<std::size_t>(B * L));
-        for (index_t t = 0; t < B * L; ++t)
-          token_weights[static_cast<std::size_t>(t)] = static_cast<T>(y.weights[static_cast<std::size_t>(t / L)]);
-      }
-      return cross_entropy(logits, std::span<const std::int32_t>(y.classes), {.ignore_index = no_label},
-                           std::span<const T>(token_weights));
+      return detail::token_cross_entropy(logits, y, "tagging '" + std::string(Name.view()) + "'");
     }
 
    private:
