@@ -12,6 +12,8 @@
 
 #include "fixtures/log_mel_reference.inc"
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 
 namespace {
@@ -130,3 +132,5 @@ TEST_CASE("lengths and configurations are validated") {
   CHECK_THROWS_AS(audio::log_mel<float>({.f_min = 9000}), std::invalid_argument);
   CHECK_THROWS_AS(audio::log_mel<float>({.n_fft = 1}), std::invalid_argument);
 }
+
+}  // namespace HYBRID_TEST_UNIT

@@ -4,6 +4,8 @@
 #include <hybrid/autodiff/elementwise.hpp>
 #include <hybrid/autodiff/gradient_check.hpp>
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 
 namespace {
@@ -151,3 +153,5 @@ TEST_CASE("xsimd and scalar policies agree; serial and tbb are bitwise identical
     worst = std::max(worst, std::abs(double(vec_tbb[i]) - scal[i]) / (1e-3 + std::abs(double(scal[i]))));
   CHECK(worst < 1e-4);
 }
+
+}  // namespace HYBRID_TEST_UNIT

@@ -7,6 +7,8 @@
 #include <hybrid/ops/matmul.hpp>
 #include <hybrid/ops/reduce.hpp>
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 
 TEST_CASE("a training step reuses one arena block after warm-up") {
@@ -106,3 +108,5 @@ TEST_CASE("run_backward_until stops at a mark (heads above a shared representati
   CHECK(shared.grads()[0] == 3.0);       // the adjoint arrived at the shared value ...
   CHECK(w.grad()[0] == 0.0);             // ... but did not go below the mark
 }
+
+}  // namespace HYBRID_TEST_UNIT

@@ -14,6 +14,8 @@
 #include <hybrid/ops/loss.hpp>
 #include <hybrid/ops/matmul.hpp>
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 using gemm::cublas;
 using gemm::cublas_math;
@@ -292,3 +294,5 @@ TEST_CASE("matmul through cublas: batched operands from many threads, and a smal
           1e-4);
   }
 }
+
+}  // namespace HYBRID_TEST_UNIT

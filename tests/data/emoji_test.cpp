@@ -17,6 +17,8 @@ TEST_CASE("emoji: libpng is missing") {
 #include <string>
 #include <vector>
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 namespace fs = std::filesystem;
 using hybrid::index_t;
 using hybrid::shape;
@@ -259,4 +261,6 @@ TEST_CASE("emoji: speech") {
   CHECK(with_audio.items[static_cast<std::size_t>(&hundred - ds.items.data())].audio[0] == x);
   MESSAGE("load_audio: " << total / 3600 << " h of speech in " << dt.count() << " s");
 }
+
+}  // namespace HYBRID_TEST_UNIT
 #endif

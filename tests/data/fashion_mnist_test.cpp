@@ -9,6 +9,8 @@
 #include <stdexcept>
 #include <string>
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 namespace fs = std::filesystem;
 using hybrid::index_t;
 using hybrid::shape;
@@ -86,3 +88,5 @@ TEST_CASE("fashion_mnist: errors") {
     CHECK(std::string(e.what()).find("run scripts/fetch_data.sh") != std::string::npos);
   }
 }
+
+}  // namespace HYBRID_TEST_UNIT

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 namespace fs = std::filesystem;
 using hybrid::index_t;
 using namespace hybrid::data;
@@ -182,3 +184,5 @@ TEST_CASE("stratified_split and sample_per_class: deterministic, disjoint, per-c
   CHECK(sample_per_class(labels, s.train, 5, 12) != few);
   CHECK(sample_per_class(labels, s.train, 1000, 1).size() == s.train.size());  // capped by what the pool has
 }
+
+}  // namespace HYBRID_TEST_UNIT

@@ -14,6 +14,8 @@
 #include <numbers>
 #include <random>
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 
 constexpr enc::audio_config small{.mels = 40, .channels = 16, .layers = 2, .width = 24};
@@ -252,3 +254,5 @@ TEST_CASE("audio encoder + linear head learns low vs high tones from fixed featu
                             << std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() << " s");
   CHECK(accuracy == 1.0);
 }
+
+}  // namespace HYBRID_TEST_UNIT

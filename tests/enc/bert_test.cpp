@@ -6,6 +6,8 @@
 #include <hybrid/io/safetensors.hpp>
 #include <nlohmann/json.hpp>
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 
 namespace {
@@ -94,3 +96,5 @@ TEST_CASE("bert gradients match finite differences (double, tiny config, with pa
   INFO(r2.report());
   CHECK(r2.ok);
 }
+
+}  // namespace HYBRID_TEST_UNIT

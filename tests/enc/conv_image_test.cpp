@@ -7,6 +7,8 @@
 #include <hybrid/ops/loss.hpp>
 #include <map>
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 
 static_assert(enc::encoder<enc::conv_image<enc::conv_image_config{.size = 32, .width = 256}>>);
@@ -177,3 +179,5 @@ TEST_CASE("conv_image + a linear head fits 64 random 8x8 images to 4 random labe
   CHECK(accuracy == 1.0);
   CHECK(loss_value < first_loss);
 }
+
+}  // namespace HYBRID_TEST_UNIT

@@ -6,6 +6,8 @@
 #include <hybrid/enc/patch_image.hpp>
 #include <map>
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 
 static_assert(enc::encoder<enc::patch_image<enc::patch_image_config{.size = 32, .patch = 4, .width = 64, .heads = 4}>>);
@@ -127,3 +129,5 @@ TEST_CASE("patch_image: dropout only in training; shape errors") {
   CHECK_THROWS_AS(enc::patch_image_model<float>({.size = 10, .patch = 4}), std::invalid_argument);
   CHECK_THROWS_AS(enc::patch_image_model<float>({.width = 10, .heads = 4}), std::invalid_argument);
 }
+
+}  // namespace HYBRID_TEST_UNIT

@@ -13,6 +13,8 @@
 #include <fstream>
 #include <sstream>
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 
 constexpr enc::tabular_config small{.features = 4, .hidden = 16, .layers = 3, .width = 8, .dropout = 0.1};
@@ -180,3 +182,5 @@ TEST_CASE("tabular encoder + linear head fits iris (or a synthetic stand-in) to 
   MESSAGE("train accuracy " << accuracy << " in " << seconds << " s");
   CHECK(accuracy >= 0.95);
 }
+
+}  // namespace HYBRID_TEST_UNIT

@@ -3,6 +3,8 @@
 
 #include "../../examples/fashion_mnist_mlp.hpp"
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 TEST_CASE("an MLP trained on a Fashion-MNIST subset reaches >= 80% test accuracy") {
   const std::filesystem::path dir = HYBRID_DATA_DIR "/fashion-mnist";
   REQUIRE_MESSAGE(std::filesystem::exists(dir / "train-images-idx3-ubyte"), "run scripts/fetch_data.sh first");
@@ -15,3 +17,5 @@ TEST_CASE("an MLP trained on a Fashion-MNIST subset reaches >= 80% test accuracy
   MESSAGE("test accuracy after 2 epochs on 20k images: " << acc);
   CHECK(acc >= 0.80f);
 }
+
+}  // namespace HYBRID_TEST_UNIT

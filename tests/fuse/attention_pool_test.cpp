@@ -4,6 +4,8 @@
 
 #include "fusion_testing.hpp"
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 using namespace fusion_testing;
 
@@ -62,3 +64,5 @@ TEST_CASE("attention_pool: weights sum to one over the present modalities, zero 
     CHECK(total == doctest::Approx(b == 0 ? 0.0 : 1.0).epsilon(1e-6));
   }
 }
+
+}  // namespace HYBRID_TEST_UNIT

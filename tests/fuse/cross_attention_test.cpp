@@ -4,6 +4,8 @@
 
 #include "fusion_testing.hpp"
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 using namespace fusion_testing;
 
@@ -140,3 +142,5 @@ TEST_CASE("cross_attention: dropout in training is deterministic from the dropou
   }
   CHECK(differs);
 }
+
+}  // namespace HYBRID_TEST_UNIT

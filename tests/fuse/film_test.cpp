@@ -3,6 +3,8 @@
 
 #include "fusion_testing.hpp"
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 using namespace fusion_testing;
 
@@ -50,3 +52,5 @@ TEST_CASE("film: every subset of modalities gives a valid output that ignores ab
   inputs<float> in(8, {4, 2, 3});
   check_subsets_and_invariance(f, in);
 }
+
+}  // namespace HYBRID_TEST_UNIT

@@ -3,6 +3,8 @@
 
 #include "fusion_testing.hpp"
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 using namespace fusion_testing;
 
@@ -78,3 +80,5 @@ TEST_CASE("gated: an input of the wrong width is a shape_error naming both shape
   tape::current().reset();
   CHECK_THROWS_WITH_AS(run(g, in), doctest::Contains("[2, 5]"), shape_error);
 }
+
+}  // namespace HYBRID_TEST_UNIT

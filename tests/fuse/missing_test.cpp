@@ -11,6 +11,8 @@
 
 #include "fusion_testing.hpp"
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 using namespace fusion_testing;
 
@@ -183,3 +185,5 @@ TEST_CASE("with_missing in a model: placeholders are parameters and training gra
   INFO(r.report());
   CHECK(r.ok);
 }
+
+}  // namespace HYBRID_TEST_UNIT

@@ -5,6 +5,8 @@
 #include <hybrid/autodiff/gradient_check.hpp>
 #include <hybrid/head/classify.hpp>
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 
 namespace {
@@ -134,3 +136,5 @@ TEST_CASE("regress: MSE and L1 over the labelled samples, NaN placeholders ignor
   y.values = tensor<float>({5, 1});
   CHECK_THROWS_AS(mse.loss(mse(x.use(), r, true), y), shape_error);
 }
+
+}  // namespace HYBRID_TEST_UNIT

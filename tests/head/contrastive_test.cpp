@@ -6,6 +6,8 @@
 
 #include "../mtl/tiny_models.hpp"
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 
 namespace {
@@ -140,3 +142,5 @@ TEST_CASE("a contrastive head in a model aligns two modalities without labels") 
   INFO(res.report());
   CHECK(res.ok);
 }
+
+}  // namespace HYBRID_TEST_UNIT

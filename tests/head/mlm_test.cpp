@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 using head::bert_for_masked_lm;
 using head::mask_tokens;
@@ -405,3 +407,5 @@ TEST_CASE("mask_modality: padding and absent samples are never chosen; bad batch
   CHECK_THROWS_WITH_AS(net.head<"mlm">()(flat.use(), table.use(), drop, false), doctest::Contains("needs a sequence"),
                        shape_error);
 }
+
+}  // namespace HYBRID_TEST_UNIT

@@ -5,6 +5,8 @@
 #include <hybrid/autodiff/gradient_check.hpp>
 #include <hybrid/head/multilabel.hpp>
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 
 namespace {
@@ -79,3 +81,5 @@ TEST_CASE("multilabel: gradients, values, masks and pos_weight") {
     CHECK_THROWS_WITH_AS(h.loss(h(x.use(), r, true), y), doctest::Contains("keywords"), shape_error);
   }
 }
+
+}  // namespace HYBRID_TEST_UNIT

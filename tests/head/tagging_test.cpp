@@ -6,6 +6,8 @@
 
 #include "../mtl/tiny_models.hpp"
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 
 TEST_CASE("tagging: gradients and values over a [B, L, W] sequence with padding and masks") {
@@ -98,3 +100,5 @@ TEST_CASE("a tagging head in a model reads its modality's sequence") {
   CHECK(ls[1].valid());
   CHECK(std::isfinite(m.loss(out3, b).item()));
 }
+
+}  // namespace HYBRID_TEST_UNIT

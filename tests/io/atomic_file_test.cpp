@@ -16,6 +16,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 namespace fs = std::filesystem;
 using hybrid::io::atomic_file_writer;
 using hybrid::io::write_file_atomically;
@@ -190,3 +192,5 @@ TEST_CASE("atomic_file: remove_stale_temp_files removes only dead writers' temp 
   CHECK(hybrid::io::remove_stale_temp_files(target) == 0);
   CHECK(hybrid::io::remove_stale_temp_files(d.path / "missing_dir" / "x") == 0);  // no directory: nothing to do
 }
+
+}  // namespace HYBRID_TEST_UNIT

@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 namespace fs = std::filesystem;
 using namespace hybrid;
 
@@ -400,3 +402,5 @@ TEST_CASE("checkpoint: broken and absent files are format and system errors") {
   CHECK(bitwise_equal(before, snapshot(b)));
   CHECK_THROWS_AS(io::save_parameters(a, d.path / "no_such_dir" / "x.safetensors"), std::system_error);
 }
+
+}  // namespace HYBRID_TEST_UNIT

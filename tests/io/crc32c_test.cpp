@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 namespace {
 
 using hybrid::io::crc32c;
@@ -95,3 +97,5 @@ TEST_CASE("crc32c: TensorFlow mask") {
   }
   static_assert(crc32c_unmask(crc32c_mask(0x12345678u)) == 0x12345678u);
 }
+
+}  // namespace HYBRID_TEST_UNIT

@@ -15,6 +15,8 @@
 #include <unordered_map>
 #include <vector>
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 namespace fs = std::filesystem;
 using hybrid::io::csv_log;
 
@@ -208,3 +210,5 @@ TEST_CASE("csv_log: misuse is rejected") {
   CHECK_THROWS_AS(log.row(1, 2), std::logic_error);  // NOLINT(bugprone-use-after-move)
   CHECK(read_file(tmp.path) == "a,b\n1,2\n");
 }
+
+}  // namespace HYBRID_TEST_UNIT

@@ -20,6 +20,8 @@
 #include <vector>
 #ifdef HYBRID_WITH_PNG
 #include <hybrid/io/png.hpp>
+
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
 #endif
 
 namespace fs = std::filesystem;
@@ -136,4 +138,6 @@ TEST_CASE("fuzz finding: a PNG chunk longer than the file is refused before libp
   const auto cut = std::span(bytes).first(33);
   CHECK(error_of<io::png_decode_error>([&] { (void)io::read_png(cut); }).find("chunk 'tEXt'") == std::string::npos);
 }
+
+}  // namespace HYBRID_TEST_UNIT
 #endif

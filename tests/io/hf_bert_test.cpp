@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 namespace fs = std::filesystem;
 using namespace hybrid;
 using nlohmann::json;
@@ -435,3 +437,5 @@ TEST_CASE("hf_bert: missing, mis-shaped, wrongly typed and truncated checkpoints
   CHECK(message_of([&] { io::load_hf_bert(m, d.path / "torch"); }).find("pytorch_model.bin") != std::string::npos);
   CHECK(same_params(snapshot(m), before));  // no failed load wrote anything
 }
+
+}  // namespace HYBRID_TEST_UNIT

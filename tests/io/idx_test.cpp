@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 namespace fs = std::filesystem;
 using hybrid::io::idx_array;
 using hybrid::io::idx_error;
@@ -262,3 +264,5 @@ TEST_CASE("idx: file errors name the file") {
   tmp.write(bytes{0, 0});
   CHECK(error_of([&] { (void)read_idx(tmp.path); }, 2).find("truncated header") != std::string::npos);
 }
+
+}  // namespace HYBRID_TEST_UNIT

@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 namespace fs = std::filesystem;
 using namespace hybrid;
 using nlohmann::json;
@@ -225,3 +227,5 @@ TEST_CASE("load_lora_adapter: bad directories are errors naming the problem") {
     CHECK_THROWS_AS(io::load_lora_adapter(f, dir.path), io::format_error);
   }
 }
+
+}  // namespace HYBRID_TEST_UNIT

@@ -17,6 +17,8 @@ TEST_CASE("png: libpng is missing") {
 #include <string>
 #include <vector>
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 namespace fs = std::filesystem;
 using hybrid::index_t;
 using hybrid::shape;
@@ -251,4 +253,6 @@ TEST_CASE("png: the real emoji downscaled by box equals the 2x2 block means") {
         CHECK(half(c, y, x) == doctest::Approx(want).epsilon(1e-6));
       }
 }
+
+}  // namespace HYBRID_TEST_UNIT
 #endif

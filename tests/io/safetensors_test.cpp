@@ -20,6 +20,8 @@
 
 #include <unistd.h>
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 namespace fs = std::filesystem;
 using namespace hybrid::io;
 using namespace std::string_literals;
@@ -698,3 +700,5 @@ TEST_CASE("robustness: every truncation and many corruptions throw format_error,
   CHECK(parsed + rejected == 3000);
   CHECK(rejected > 0);
 }
+
+}  // namespace HYBRID_TEST_UNIT

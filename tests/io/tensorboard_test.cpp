@@ -14,6 +14,8 @@
 #include <string_view>
 #include <vector>
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 namespace fs = std::filesystem;
 using hybrid::io::crc32c;
 using hybrid::io::crc32c_mask;
@@ -313,3 +315,5 @@ TEST_CASE("summary_writer: an unusable log dir throws") {
   std::ofstream(blocker) << "x";
   CHECK_THROWS_AS(summary_writer(blocker / "sub"), std::system_error);
 }
+
+}  // namespace HYBRID_TEST_UNIT

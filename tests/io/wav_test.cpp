@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 namespace fs = std::filesystem;
 using hybrid::io::read_wav;
 using hybrid::io::wav_error;
@@ -362,3 +364,5 @@ TEST_CASE("resample keeps tones below the new Nyquist rate and removes those abo
   CHECK(hybrid::io::resample(std::vector<float>{}, 22050, 16000).empty());
   CHECK_THROWS_AS(hybrid::io::resample(x, 0, 16000), std::invalid_argument);
 }
+
+}  // namespace HYBRID_TEST_UNIT

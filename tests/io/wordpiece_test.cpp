@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid::io;
 using ids = std::vector<std::int32_t>;
 
@@ -246,3 +248,5 @@ TEST_CASE("vocabulary files") {
   CHECK(load_vocab(write_temp("nofinal.txt", "[PAD]\nhello")) == std::vector<std::string>{"[PAD]", "hello"});
   CHECK(load_vocab(write_temp("blank.txt", "a\n\nb\n")) == std::vector<std::string>{"a", "", "b"});  // ids kept
 }
+
+}  // namespace HYBRID_TEST_UNIT

@@ -7,6 +7,8 @@
 
 #include <random>
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 
 TEST_CASE("attention_pool: softmax weights over the real tokens, weighted mean of the tokens") {
@@ -73,3 +75,5 @@ TEST_CASE("attention_pool: shape errors name the shapes") {
   const std::vector<float> keep{1, 1, 1};
   CHECK_THROWS_WITH_AS(pool(constant(ok), keep), doctest::Contains("[2, 3, 4]"), shape_error);
 }
+
+}  // namespace HYBRID_TEST_UNIT

@@ -7,6 +7,8 @@
 
 #include <random>
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 
 TEST_CASE("conv2d_layer / conv1d_layer: names, shapes, init bound, same as the op") {
@@ -54,3 +56,5 @@ TEST_CASE("conv layers: gradients match finite differences") {
   INFO(r1.report());
   CHECK(r1.ok);
 }
+
+}  // namespace HYBRID_TEST_UNIT

@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 using layers::linear;
 
@@ -353,3 +355,5 @@ TEST_CASE("unload_lora merges the adapters and leaves a plain model") {
   const auto without = vals(m(in, d, false).pooled);
   for (std::size_t i = 0; i < with.size(); ++i) CHECK(without[i] == doctest::Approx(with[i]).epsilon(1e-5));
 }
+
+}  // namespace HYBRID_TEST_UNIT

@@ -7,6 +7,8 @@
 
 #include <cmath>
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 using layers::activation;
 
@@ -130,3 +132,5 @@ TEST_CASE("mlp errors") {
   }
   CHECK_THROWS_AS(layers::mlp<float>()(constant(hybrid::shape{2, 5}, 1.0f)), std::logic_error);
 }
+
+}  // namespace HYBRID_TEST_UNIT

@@ -9,6 +9,8 @@
 #include <limits>
 #include <map>
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 
 namespace {
@@ -246,3 +248,5 @@ TEST_CASE("transformer_block: dropout only in training; errors") {
   CHECK_THROWS_WITH_AS(blk(bad.use(), drng, false), doctest::Contains("[2, 3, 6]"), shape_error);
   CHECK_THROWS_AS(layers::transformer_block<float>({.width = 6, .heads = 4}), std::invalid_argument);
 }
+
+}  // namespace HYBRID_TEST_UNIT

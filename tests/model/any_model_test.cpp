@@ -9,6 +9,8 @@
 #include <hybrid/mtl/mgda.hpp>
 #include <hybrid/mtl/surgery.hpp>
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 
 namespace {
@@ -96,3 +98,5 @@ TEST_CASE("any_model carries the multi-task interface: terms, weights, shared pa
   });
   CHECK(nonzero > 100);
 }
+
+}  // namespace HYBRID_TEST_UNIT

@@ -7,6 +7,8 @@
 #include <hybrid/head/classify.hpp>
 #include <hybrid/model.hpp>
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 
 namespace {
@@ -125,3 +127,5 @@ TEST_CASE("wrong input kinds and sizes are clear errors") {
   b.inputs["text"].present = {1, 0};
   CHECK_THROWS_WITH_AS(m(b), doctest::Contains("presence"), shape_error);
 }
+
+}  // namespace HYBRID_TEST_UNIT

@@ -7,6 +7,8 @@
 #include <hybrid/mtl/cagrad.hpp>
 #include <hybrid/mtl/task_gradients.hpp>
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 using namespace hybrid::mtl;
 
@@ -98,3 +100,5 @@ TEST_CASE("projection onto the simplex") {
   CHECK(q[1] == 0.0);
   CHECK(q[2] == 0.0);
 }
+
+}  // namespace HYBRID_TEST_UNIT

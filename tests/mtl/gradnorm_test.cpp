@@ -6,6 +6,8 @@
 
 #include "tiny_models.hpp"
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 
 TEST_CASE("GradNorm updates the weights toward balanced gradient norms (hand-computed)") {
@@ -86,3 +88,5 @@ TEST_CASE("GradNorm in a model: norms of the fused gradients, gradients unchange
   const double s = w[0] + w[1];
   CHECK(m.weighting().weights()[0] == doctest::Approx(2 * w[0] / s));
 }
+
+}  // namespace HYBRID_TEST_UNIT

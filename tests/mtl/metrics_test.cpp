@@ -3,6 +3,8 @@
 
 #include <hybrid/mtl/metrics.hpp>
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 using namespace hybrid::mtl;
 
@@ -40,3 +42,5 @@ TEST_CASE("Delta_p: the mean relative improvement, signed by whether lower is be
   CHECK(delta_p(worse) < 0);
   CHECK_THROWS_AS(delta_p(std::vector<task_metric>{{1, 0, false}}), std::invalid_argument);
 }
+
+}  // namespace HYBRID_TEST_UNIT

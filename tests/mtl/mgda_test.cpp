@@ -7,6 +7,8 @@
 #include <hybrid/mtl/mgda.hpp>
 #include <hybrid/mtl/task_gradients.hpp>
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 using namespace hybrid::mtl;
 
@@ -64,3 +66,5 @@ TEST_CASE("MGDA with one task returns it") {
   mgda m;
   CHECK(combine(m, g).isApprox(g.row(0).transpose()));
 }
+
+}  // namespace HYBRID_TEST_UNIT

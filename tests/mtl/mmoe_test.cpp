@@ -6,6 +6,8 @@
 
 #include "tiny_models.hpp"
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 
 namespace {
@@ -89,3 +91,5 @@ TEST_CASE("gradients of a model with an MMoE tower and uncertainty weighting") {
   INFO(res.report());
   CHECK(res.ok);
 }
+
+}  // namespace HYBRID_TEST_UNIT

@@ -5,6 +5,8 @@
 #include <hybrid/mtl/pcgrad.hpp>
 #include <hybrid/mtl/task_gradients.hpp>
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 using namespace hybrid::mtl;
 
@@ -76,3 +78,5 @@ TEST_CASE("PCGrad with one task is the identity, and a zero gradient is no obsta
   CHECK(d[0] == 1.0);
   CHECK(d[1] == -1.0);
 }
+
+}  // namespace HYBRID_TEST_UNIT

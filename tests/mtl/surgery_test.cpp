@@ -11,6 +11,8 @@
 
 #include "tiny_models.hpp"
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 
 namespace {
@@ -173,3 +175,5 @@ TEST_CASE("a two-task model trained with each surgery method decreases both loss
   MESSAGE("training with five methods took "
           << std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() << " s");
 }
+
+}  // namespace HYBRID_TEST_UNIT

@@ -6,6 +6,8 @@
 
 #include "tiny_models.hpp"
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 
 namespace {
@@ -110,3 +112,5 @@ TEST_CASE("a gradient snapshot puts gradients back") {
   CHECK(p.grad()[0] == 3.0);
   CHECK(p.grad()[1] == 0.0);
 }
+
+}  // namespace HYBRID_TEST_UNIT

@@ -3,6 +3,8 @@
 
 #include <hybrid/mtl/tower.hpp>
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 
 TEST_CASE("hard sharing hands the same value to every task and owns no parameters") {
@@ -22,3 +24,5 @@ TEST_CASE("hard sharing hands the same value to every task and owns no parameter
   const auto outs = t(v, rng, true);
   for (const auto& o : outs) CHECK(o.get() == v.get());
 }
+
+}  // namespace HYBRID_TEST_UNIT

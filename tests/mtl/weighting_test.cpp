@@ -6,6 +6,8 @@
 
 #include "tiny_models.hpp"
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 
 namespace {
@@ -181,3 +183,5 @@ TEST_CASE("model::end_epoch drives DWA") {
   tiny::two_task<> plain;
   plain.end_epoch();  // no-op for weightings without epochs
 }
+
+}  // namespace HYBRID_TEST_UNIT

@@ -7,6 +7,8 @@
 
 #include "fixtures/torch_conv.inc"
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 
 namespace {
@@ -239,3 +241,5 @@ TEST_CASE("conv shape errors name both shapes") {
   CHECK_THROWS_AS(conv2d(x.use(), w2.use(), {}, {.stride = 0}), std::invalid_argument);
   CHECK_THROWS_AS(conv1d(x1.use(), w1.use(), {}, {.padding = -1}), std::invalid_argument);
 }
+
+}  // namespace HYBRID_TEST_UNIT

@@ -5,6 +5,8 @@
 #include <hybrid/autodiff/gradient_check.hpp>
 #include <hybrid/ops/dropout.hpp>
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 
 TEST_CASE("dropout drops about p, scales the rest by 1/(1-p), keeps the expectation") {
@@ -120,3 +122,5 @@ TEST_CASE("serial and tbb identical, forward and backward") {
   };
   CHECK(run(exec::serial{}) == run(exec::tbb{}));
 }
+
+}  // namespace HYBRID_TEST_UNIT

@@ -5,6 +5,8 @@
 #include <hybrid/autodiff/gradient_check.hpp>
 #include <hybrid/ops/embedding.hpp>
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 
 namespace {
@@ -158,3 +160,5 @@ TEST_CASE("embedding errors: ids out of range, shapes") {
   CHECK_THROWS_AS(embedding(table.use(), ids, {1, 1, 2, 3}), shape_error);  // the result would be rank 5
   CHECK_THROWS_AS(embedding(table.use(), ids, {6}, 10), std::out_of_range);  // padding_idx past the table
 }
+
+}  // namespace HYBRID_TEST_UNIT

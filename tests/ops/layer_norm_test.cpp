@@ -5,6 +5,8 @@
 #include <hybrid/autodiff/gradient_check.hpp>
 #include <hybrid/ops/layer_norm.hpp>
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 
 namespace {
@@ -146,3 +148,5 @@ TEST_CASE("layer_norm shape errors name both shapes") {
   parameter<float> s("s", hybrid::shape{});
   CHECK_THROWS_AS(layer_norm(s.use(), g.use(), b.use()), shape_error);
 }
+
+}  // namespace HYBRID_TEST_UNIT

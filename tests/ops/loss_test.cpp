@@ -9,6 +9,8 @@
 
 #include "fixtures/torch_loss.inc"
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 
 namespace {
@@ -333,3 +335,5 @@ TEST_CASE("pointwise loss shape errors name both shapes") {
   tensor<float> y2({3, 4}, 0.f), pw({3}, 1.f);
   CHECK_THROWS_WITH_AS(bce_with_logits(x.use(), y2, pw.span()), doctest::Contains("pos_weight [3]"), shape_error);
 }
+
+}  // namespace HYBRID_TEST_UNIT

@@ -5,6 +5,8 @@
 #include <hybrid/autodiff/gradient_check.hpp>
 #include <hybrid/ops/matmul.hpp>
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 
 TEST_CASE("matmul values match a naive product") {
@@ -82,3 +84,5 @@ TEST_CASE("matmul shape errors name both shapes") {
   CHECK_THROWS_WITH_AS(matmul(a.use(), b.use()), doctest::Contains("[3, 4]"), shape_error);
   CHECK_THROWS_WITH_AS(matmul(a.use(), b.use()), doctest::Contains("[5, 6]"), shape_error);
 }
+
+}  // namespace HYBRID_TEST_UNIT

@@ -7,6 +7,8 @@
 
 #include "fixtures/torch_conv.inc"
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 
 namespace {
@@ -207,3 +209,5 @@ TEST_CASE("pooling shape errors name the shapes") {
   CHECK_THROWS_AS(max_pool2d(x.use(), 0), std::invalid_argument);
   CHECK_THROWS_AS(avg_pool1d(x1.use(), 2, -1), std::invalid_argument);
 }
+
+}  // namespace HYBRID_TEST_UNIT

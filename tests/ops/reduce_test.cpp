@@ -5,6 +5,8 @@
 #include <hybrid/autodiff/gradient_check.hpp>
 #include <hybrid/ops/reduce.hpp>
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 
 namespace {
@@ -174,3 +176,5 @@ TEST_CASE("reduction errors name the shape") {
   CHECK(std::isnan(mean(e.use(), 1)[0]));
   CHECK(sum(e.use()).item() == 0);
 }
+
+}  // namespace HYBRID_TEST_UNIT

@@ -10,6 +10,8 @@
 #include <hybrid/ops/matmul.hpp>
 #include <hybrid/ops/shape_ops.hpp>
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 
 namespace {
@@ -291,3 +293,5 @@ TEST_CASE("large inputs: serial and tbb identical, forward and backward") {
     at += size_t(so.numel());
   }
 }
+
+}  // namespace HYBRID_TEST_UNIT

@@ -5,6 +5,8 @@
 #include <hybrid/autodiff/gradient_check.hpp>
 #include <hybrid/ops/softmax.hpp>
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 
 namespace {
@@ -216,3 +218,5 @@ TEST_CASE("softmax shape errors name both shapes") {
   parameter<float> row("row", {5});
   CHECK_THROWS_AS(softmax(row.use(), x.use()), shape_error);  // mask of higher rank than x
 }
+
+}  // namespace HYBRID_TEST_UNIT

@@ -11,6 +11,8 @@
 
 #include "fixtures/tiny_problem.hpp"
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 
 namespace {
@@ -137,3 +139,5 @@ TEST_CASE("adam option errors") {
   CHECK_THROWS_AS(optim::adamw(std::vector{&p}, {.beta2 = -0.1}), std::invalid_argument);
   CHECK_THROWS_AS(optim::adam(std::vector{&p}, {.eps = -1}), std::invalid_argument);
 }
+
+}  // namespace HYBRID_TEST_UNIT

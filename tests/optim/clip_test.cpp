@@ -8,6 +8,8 @@
 
 #include "fixtures/torch_optim.inc"
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 
 namespace {
@@ -75,3 +77,5 @@ TEST_CASE("clip_grad_norm: serial and tbb identical, float close to double") {
   CHECK(std::equal(a.grad().begin(), a.grad().end(), b.grad().begin()));
   CHECK(optim::grad_norm(std::vector{&a}) == doctest::Approx(1.0).epsilon(1e-5));
 }
+
+}  // namespace HYBRID_TEST_UNIT

@@ -6,6 +6,8 @@
 #include <hybrid/optim/adam.hpp>
 #include <hybrid/optim/sgd.hpp>
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 
 TEST_CASE("groups take their own lr and weight decay, defaulting to the optimizer's") {
@@ -142,3 +144,5 @@ TEST_CASE("weight_decay_groups: biases and LayerNorm weights get no weight decay
   auto all = optim::weight_decay_groups(std::vector{&qw, &e}, [](std::string_view) { return false; });
   CHECK(all.size() == 1);
 }
+
+}  // namespace HYBRID_TEST_UNIT

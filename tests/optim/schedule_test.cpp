@@ -4,6 +4,8 @@
 #include <hybrid/optim/schedule.hpp>
 #include <hybrid/optim/sgd.hpp>
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 
 TEST_CASE("constant schedules") {
@@ -57,3 +59,5 @@ TEST_CASE("a schedule drives every group's lr from its initial lr") {
   CHECK(opt.lr(0) == doctest::Approx(0.05));
   CHECK(opt.lr(1) == doctest::Approx(0.5));
 }
+
+}  // namespace HYBRID_TEST_UNIT

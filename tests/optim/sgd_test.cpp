@@ -10,6 +10,8 @@
 
 #include "fixtures/tiny_problem.hpp"
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 
 TEST_CASE("sgd matches PyTorch and a hand-written recurrence") {
@@ -89,3 +91,5 @@ TEST_CASE("sgd option errors") {
                   std::invalid_argument);
   CHECK_THROWS_AS(optim::sgd(std::vector{&p}, {.lr = -1}), std::invalid_argument);
 }
+
+}  // namespace HYBRID_TEST_UNIT

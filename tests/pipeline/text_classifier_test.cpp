@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 namespace fs = std::filesystem;
 using namespace hybrid;
 using nlohmann::json;
@@ -247,3 +249,5 @@ TEST_CASE("text_classifier: LoRA models are saved after merging; bad directories
   std::ofstream(out / "config.json") << "{";
   CHECK_THROWS_WITH_AS(tc::load(out), doctest::Contains("not valid JSON"), io::checkpoint_error);
 }
+
+}  // namespace HYBRID_TEST_UNIT

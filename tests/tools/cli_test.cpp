@@ -22,6 +22,8 @@ TEST_CASE("hybrid CLI: not built (HYBRID_BUILD_TOOLS=OFF)") { MESSAGE("the hybri
 
 extern char** environ;
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 namespace fs = std::filesystem;
 using namespace hybrid;
 using nlohmann::json;
@@ -284,4 +286,6 @@ TEST_CASE("hybrid: help, and bad input gives a message and exit 2 (usage) or 1 (
   const result ok = run({"embed", "--model", model, "--ids", "2,3"});  // a BertModel checkpoint embeds fine
   CHECK(ok.status == 0);
 }
+
+}  // namespace HYBRID_TEST_UNIT
 #endif

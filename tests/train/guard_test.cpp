@@ -14,6 +14,8 @@
 #include <hybrid/optim/clip.hpp>
 #include <hybrid/optim/sgd.hpp>
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 
 namespace {
@@ -197,3 +199,5 @@ TEST_CASE("a var loss, and options are checked") {
   CHECK(guard.step(constant(shape{}, 0.25f)));
   CHECK_FALSE(guard.step(constant(shape{}, std::numeric_limits<float>::quiet_NaN())));
 }
+
+}  // namespace HYBRID_TEST_UNIT

@@ -11,6 +11,8 @@
 #include <unistd.h>
 #include <vector>
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 namespace fs = std::filesystem;
 
@@ -233,3 +235,5 @@ TEST_CASE("mlm_pretrainer: argument checks") {
   std::vector<std::vector<std::int32_t>> too_long = {std::vector<std::int32_t>(17, 5)};
   CHECK_THROWS_AS(train::mlm_pretrainer<float>(model, too_long, vocab, tiny_options(10)), shape_error);
 }
+
+}  // namespace HYBRID_TEST_UNIT

@@ -7,6 +7,8 @@
 #include <sstream>
 #include <string>
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 using namespace hybrid::train;
 
@@ -117,3 +119,5 @@ TEST_CASE("progress: automatic mode on another stream is plain") {
   CHECK_FALSE(p.is_tty());
   CHECK(p.elapsed() >= 0);
 }
+
+}  // namespace HYBRID_TEST_UNIT

@@ -28,6 +28,8 @@
 #include <hybrid/optim/adam.hpp>
 #include <hybrid/optim/schedule.hpp>
 
+namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
+
 using namespace hybrid;
 namespace fs = std::filesystem;
 
@@ -388,3 +390,5 @@ TEST_CASE("SIGKILL while saving never leaves a broken or mixed checkpoint") {
   MESSAGE("kill rounds: ", rounds, ", last version seen: ", last, ", kills that left a temp file: ", torn_writes);
   CHECK(last > 0);  // the writers did get checkpoints through
 }
+
+}  // namespace HYBRID_TEST_UNIT
