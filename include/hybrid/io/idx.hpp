@@ -22,6 +22,8 @@
 #include <variant>
 #include <vector>
 
+#include "hybrid/io/file_error.hpp"
+
 namespace hybrid::io {
 
 // Element type codes, the third byte of the magic number 0x0000TTRR (TT = type, RR = rank).
@@ -52,18 +54,9 @@ constexpr std::string_view idx_type_name(idx_type t) noexcept {
 }
 
 // A malformed or unreadable IDX input. what() reads "<source>: byte offset <n>: <problem>".
-class idx_error : public std::runtime_error {
+class idx_error : public file_offset_error {
  public:
-  idx_error(std::string source, std::uint64_t offset, const std::string& problem)
-      : std::runtime_error(source + ": byte offset " + std::to_string(offset) + ": " + problem),
-        source_(std::move(source)),
-        offset_(offset) {}
-  const std::string& source() const noexcept { return source_; }
-  std::uint64_t offset() const noexcept { return offset_; }
-
- private:
-  std::string source_;
-  std::uint64_t offset_;
+  using file_offset_error::file_offset_error;
 };
 
 // An IDX array: its dims (outermost first, as in the file) and its elements in row-major order, converted

@@ -19,6 +19,8 @@
 #include <system_error>
 #include <vector>
 
+#include "hybrid/io/file_error.hpp"
+
 // Layout (little-endian throughout):
 //   [0, 4) "RIFF"  [4, 8) size of what follows  [8, 12) "WAVE"
 //   then chunks: 4-byte id, 4-byte size, the body, one pad byte when the size is odd.
@@ -31,18 +33,9 @@
 namespace hybrid::io {
 
 // A malformed, unsupported or unreadable WAV input. what() reads "<source>: byte offset <n>: <problem>".
-class wav_error : public std::runtime_error {
+class wav_error : public file_offset_error {
  public:
-  wav_error(std::string source, std::uint64_t offset, const std::string& problem)
-      : std::runtime_error(source + ": byte offset " + std::to_string(offset) + ": " + problem),
-        source_(std::move(source)),
-        offset_(offset) {}
-  const std::string& source() const noexcept { return source_; }
-  std::uint64_t offset() const noexcept { return offset_; }
-
- private:
-  std::string source_;
-  std::uint64_t offset_;
+  using file_offset_error::file_offset_error;
 };
 
 // A decoded file: mono samples (channels averaged) at the file's rate, and what the file held.
