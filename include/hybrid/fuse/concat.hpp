@@ -35,49 +35,44 @@ var<T> sum_present(std::span<const enc::encoded<T>> parts, std::span<const var<T
 }
 }  // namespace detail
 
+namespace detail {
+// The sum of the pooled vectors present, or (Average) their mean over the modalities present for each
+// sample (a sample with none present gives zeros). Every encoder width must equal Width.
+template <index_t Width, bool Average>
+struct pooled_sum {
+  template <class T, index_t... Widths>
+  class op {
+    static_assert((width_check<Width, Widths>::ok && ...));
+
+   public:
+    using value_type = T;
+    static constexpr index_t width = Width;
+    template <class F>
+    void visit(const std::string&, F&&) {}
+    var<T> operator()(std::span<const enc::encoded<T>> parts, std::span<const var<T>> present, dropout_rng&,
+                      bool) const {
+      if constexpr (!Average) {
+        return sum_present(parts, present);
+      } else {
+        const index_t B = parts[0].pooled.dim(0);
+        var<T> count = make_result<T>({B, 1}, false);
+        for (index_t b = 0; b < B; ++b) {
+          T n = 0;
+          for (const auto& p : present) n += presence(p, b);
+          count.data()[b] = n > 0 ? T(1) / n : T(0);
+        }
+        return sum_present(parts, present) * count;
+      }
+    }
+  };
+};
+}  // namespace detail
+
 // Elementwise sum of the pooled vectors; every encoder width must equal Width.
 template <index_t Width>
-struct sum {
-  template <class T, index_t... Widths>
-  class op {
-    static_assert((width_check<Width, Widths>::ok && ...));
-
-   public:
-    using value_type = T;
-    static constexpr index_t width = Width;
-    template <class F>
-    void visit(const std::string&, F&&) {}
-    var<T> operator()(std::span<const enc::encoded<T>> parts, std::span<const var<T>> present, dropout_rng&,
-                      bool) const {
-      return detail::sum_present(parts, present);
-    }
-  };
-};
-
+using sum = detail::pooled_sum<Width, false>;
 // Mean over the modalities present for each sample (a sample with none present gives zeros).
 template <index_t Width>
-struct mean {
-  template <class T, index_t... Widths>
-  class op {
-    static_assert((width_check<Width, Widths>::ok && ...));
-
-   public:
-    using value_type = T;
-    static constexpr index_t width = Width;
-    template <class F>
-    void visit(const std::string&, F&&) {}
-    var<T> operator()(std::span<const enc::encoded<T>> parts, std::span<const var<T>> present, dropout_rng&,
-                      bool) const {
-      const index_t B = parts[0].pooled.dim(0);
-      var<T> count = make_result<T>({B, 1}, false);
-      for (index_t b = 0; b < B; ++b) {
-        T n = 0;
-        for (const auto& p : present) n += presence(p, b);
-        count.data()[b] = n > 0 ? T(1) / n : T(0);
-      }
-      return detail::sum_present(parts, present) * count;
-    }
-  };
-};
+using mean = detail::pooled_sum<Width, true>;
 
 }  // namespace hybrid::fuse

@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "hybrid/autodiff/elementwise.hpp"
 #include "hybrid/enc/encoder.hpp"
 #include "hybrid/ops/shape_ops.hpp"
 
