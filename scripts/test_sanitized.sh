@@ -10,9 +10,7 @@ regex="${1:-$subset}"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" \
   -DHYBRID_SANITIZE=address,undefined -DHYBRID_WERROR=ON -DHYBRID_BUILD_EXAMPLES=OFF -DHYBRID_BUILD_TOOLS=OFF \
   -DHYBRID_WITH_CUDA=OFF >/dev/null
-# The tests.<folder> targets holding the selected tests, in one goal (built in parallel).
-# shellcheck disable=SC2046  # one word per target
-cmake --build build-asan -j"$(nproc)" --target $(scripts/test_folders.sh "$regex" build-asan)
+scripts/build_test_folders.sh build-asan "$regex"
 # halt_on_error/abort: a report ends the test with a failure; detect_leaks: LeakSanitizer runs too.
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:halt_on_error=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1:check_initialization_order=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"

@@ -8,7 +8,6 @@ regex="${1:-^(ops|autodiff)\.}"
 cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" \
   -DHYBRID_SANITIZE=thread -DHYBRID_WERROR=ON -DHYBRID_BUILD_EXAMPLES=OFF -DHYBRID_BUILD_TOOLS=OFF \
   -DHYBRID_WITH_CUDA=OFF >/dev/null
-# shellcheck disable=SC2046  # one word per target
-cmake --build build-tsan -j"$(nproc)" --target $(scripts/test_folders.sh "$regex" build-tsan)
+scripts/build_test_folders.sh build-tsan "$regex"
 export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/scripts/tsan.supp}"
 ctest --test-dir build-tsan --output-on-failure -j"$(nproc)" -R "$regex"
