@@ -1,17 +1,31 @@
 #!/usr/bin/env bash
 # Builds the benchmarks (Release, -O3) into build-bench and runs them all, printing Markdown tables;
 # a copy goes to build-bench/bench-results.md. Not a test: nothing here passes or fails on speed.
-#   bench/run.sh [--quick]
+#   bench/run.sh [--quick]       everything: FMA peak, GEMM, fused elementwise, whole models against PyTorch
+#                                (bench/model_bench.cpp vs bench/torch_models.py) and the flagship's compile time;
+#                                --quick: fewer repetitions, models on 1 thread only, no compile timing (~2 min)
+#   bench/run.sh --models        only the FMA peak (for "% peak"), the models and the compile time (~10 min)
 #   HYBRID_BENCH_QUIET_LOAD=0.5 HYBRID_BENCH_WAIT_S=600 bench/run.sh   # wait for a quiet machine first
 #   OPENBLAS_CORETYPE=SkylakeX bench/run.sh   # OpenBLAS's AVX-512 kernels (0.3.21 sees Zen 5 as Haswell)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=build-bench
-args=("$@")
+args=() models=1 kernels=1 quick=0
+for a in "$@"; do
+  case "$a" in
+    --models) kernels=0 ;;
+    --no-models) models=0 ;;
+    --quick) quick=1; args+=("$a") ;;
+    *) args+=("$a") ;;
+  esac
+done
+targets=(peak_flops)
+((kernels)) && targets+=(gemm_bench elementwise_bench)
+((models)) && targets+=(model_bench)
 
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DHYBRID_BUILD_BENCH=ON -DHYBRID_BUILD_TESTS=OFF \
   -DHYBRID_BUILD_EXAMPLES=OFF -DHYBRID_WERROR=ON >/dev/null
-cmake --build "$build" -j"$(nproc)" --target peak_flops gemm_bench elementwise_bench
+cmake --build "$build" -j"$(nproc)" --target "${targets[@]}"
 
 # Timings on a shared machine are only as good as its quietest moment: optionally wait for one.
 if [[ -n "${HYBRID_BENCH_QUIET_LOAD:-}" ]]; then
@@ -20,6 +34,69 @@ if [[ -n "${HYBRID_BENCH_QUIET_LOAD:-}" ]]; then
     sleep 10
   done
 fi
+
+# Whole models, hybrid against PyTorch CPU: each (case, threads) in a process of its own (peak RSS per
+# configuration), hybrid and PyTorch back to back so a burst of load hits both alike; one table per case.
+run_models() {
+  local reps=7 warmup=2 threads=(1 2) results torch=1
+  if ((quick)); then reps=3 warmup=1 threads=(1); fi
+  results=$(mktemp)
+  if ! /usr/bin/python3 -c 'import torch' 2>/dev/null; then
+    torch=0
+    echo "(PyTorch not found: sudo apt-get install python3-torch; the tables show hybrid only)"
+  fi
+  echo "## Whole models against PyTorch CPU"
+  echo
+  echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg); $reps timed runs after $warmup warm-up per row"
+  echo "- PyTorch $( ((torch)) && /usr/bin/python3 -c 'import torch; print(torch.__version__)' 2>/dev/null),"\
+    "OMP_NUM_THREADS = OPENBLAS_NUM_THREADS = threads, OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}"
+  echo
+  local c t
+  for c in $("$build/bench/model_bench" --list); do
+    for t in "${threads[@]}"; do
+      "$build/bench/model_bench" --case="$c" --threads="$t" --warmup="$warmup" --reps="$reps" >>"$results" ||
+        echo "RESULT case=$c impl=hybrid threads=$t error=1" >>"$results"
+      if ((torch)); then
+        /usr/bin/python3 bench/torch_models.py --cases="$c" --threads="$t" --warmup="$warmup" --reps="$reps" \
+          >>"$results" || true
+      fi
+    done
+  done
+  "$build/bench/model_bench" --report --peak1="$peak1" --peak-all="$peak_all" <"$results"
+  rm -f "$results"
+}
+
+# The flagship example's compile time at -O2 (issue 7: <= 30 s), with the flags CMake gives it (read from
+# compile_commands.json of a configure-only tree), as one g++ run: wall, CPU (user + sys) and peak memory.
+flagship_compile_time() {
+  local cc="$build/flagship-cc" cmd dir obj
+  cmake -S . -B "$cc" -DCMAKE_BUILD_TYPE=Release -DHYBRID_BUILD_TESTS=OFF -DHYBRID_BUILD_EXAMPLES=ON \
+    -DHYBRID_BUILD_TOOLS=OFF -DHYBRID_WERROR=ON -DCMAKE_EXPORT_COMPILE_COMMANDS=ON >/dev/null
+  obj=$(mktemp --suffix=.o)
+  read -r dir cmd < <(/usr/bin/python3 - "$cc/compile_commands.json" "$obj" <<'PY'
+import json, re, sys
+entry = next(e for e in json.load(open(sys.argv[1])) if e["file"].endswith("examples/flagship.cpp"))
+cmd = re.sub(r" -O[0-3s] ", " -O2 ", entry["command"])
+cmd = re.sub(r" -o \S+", " -o " + sys.argv[2], cmd)
+print(entry["directory"], cmd)
+PY
+  )
+  echo "## Flagship compile time (examples/flagship.cpp, -O2, one translation unit)"
+  echo
+  echo "\`$cmd\`"
+  echo
+  local t0=$SECONDS stats
+  stats=$(cd "$dir" && /usr/bin/time -f '%e %U %S %M' bash -c "$cmd" 2>&1 >/dev/null | tail -1)
+  rm -f "$obj"
+  read -r wall user sys kib <<<"$stats"
+  echo "| g++ | wall s | CPU s (user + sys) | peak memory MiB | target |"
+  echo "|:----|-------:|-------------------:|----------------:|-------:|"
+  echo "| $(c++ --version | head -1) | $wall | $(awk -v u="$user" -v s="$sys" 'BEGIN{printf "%.1f", u + s}') |"\
+    "$((kib / 1024)) | <= 30 s |"
+  echo
+  echo "(load average $(cut -d' ' -f1-3 /proc/loadavg) after $((SECONDS - t0)) s: wall time includes waiting for a core)"
+  echo
+}
 
 out="$build/bench-results.md"
 {
@@ -31,7 +108,13 @@ out="$build/bench-results.md"
   peak1=$(sed -E 's/.*PEAK_GFLOPS_1=([0-9.]+).*/\1/' <<<"$peak_line")
   peak_all=$(sed -E 's/.*PEAK_GFLOPS_ALL=([0-9.]+).*/\1/' <<<"$peak_line")
   echo
-  "$build/bench/gemm_bench" --peak1="$peak1" --peak-all="$peak_all" "${args[@]}"
-  "$build/bench/elementwise_bench" "${args[@]}"
+  if ((kernels)); then
+    "$build/bench/gemm_bench" --peak1="$peak1" --peak-all="$peak_all" "${args[@]}"
+    "$build/bench/elementwise_bench" "${args[@]}"
+  fi
+  if ((models)); then
+    run_models
+    ((quick)) || flagship_compile_time
+  fi
 } | tee "$out"
 echo "(written to $out)"
