@@ -17,6 +17,8 @@
 // wall time (see bench_util.hpp and docs/performance.md).
 #include <tbb/global_control.h>
 
+#include <array>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -139,8 +141,26 @@ std::vector<std::int32_t> random_labels(index_t n, int classes, std::mt19937& rn
 
 // ---- the measured step of each case: a callable run once per repetition -----------------------------------
 
+// Time of the phases of one step (forward, backward, optimizer; inference: all in forward), in ms of the clock
+// that judges the row: thread CPU time on 1 thread, wall time otherwise.
+struct phase_clock {
+  bool cpu = true;
+  double t = 0;
+  std::array<double, 3> ms{};
+  double now() const {
+    return cpu ? hb::thread_cpu_ms()
+               : std::chrono::duration<double, std::milli>(hb::clock::now().time_since_epoch()).count();
+  }
+  void start() { t = now(); }
+  void lap(int phase) {
+    const double n = now();
+    ms[static_cast<std::size_t>(phase)] = n - t;
+    t = n;
+  }
+};
+
 struct runner {
-  std::function<void()> step;
+  std::function<void(phase_clock&)> step;
   std::function<double()> check;  // a number from the last step (loss or an output sum), printed so the work is used
 };
 
@@ -152,13 +172,17 @@ runner make_bert_train(std::mt19937& rng) {
   auto y = std::make_shared<std::vector<std::int32_t>>(random_labels(bert_train_batch, 2, rng));
   auto drop = std::make_shared<dropout_rng>(dropout_rng{1, 0});
   auto last = std::make_shared<double>(0);
-  return {[=] {
+  return {[=](phase_clock& pc) {
+            pc.start();
             opt->zero_grad();
             const var<float> logits = (*net)(*in, *drop, true);
             const var<float> loss = cross_entropy(logits, std::span<const std::int32_t>(*y));
             *last = loss.item();
+            pc.lap(0);
             loss.backward();
+            pc.lap(1);
             opt->step();
+            pc.lap(2);
           },
           [=] { return *last; }};
 }
@@ -168,11 +192,13 @@ runner make_bert_infer(index_t B, std::mt19937& rng) {
   auto in = std::make_shared<enc::text_input>(random_text(B, bert_seq, rng));
   auto drop = std::make_shared<dropout_rng>(dropout_rng{1, 0});
   auto last = std::make_shared<double>(0);
-  return {[=] {
+  return {[=](phase_clock& pc) {
+            pc.start();
             no_grad ng;
             tape_scope scope;
             const auto out = (*net)(*in, *drop, false);
             *last = double(out.sequence.data()[0]) + double(out.pooled.data()[0]);
+            pc.lap(0);
           },
           [=] { return *last; }};
 }
@@ -192,13 +218,17 @@ runner make_multimodal(std::mt19937& rng) {
   fill_random(target, rng, -1.0f, 1.0f);
   b->labels["reg"] = {{}, std::move(target), {}};
   auto last = std::make_shared<double>(0);
-  return {[=] {
+  return {[=](phase_clock& pc) {
+            pc.start();
             opt->zero_grad();
             const auto out = (*net)(*b, true);
             const var<float> loss = net->loss(out, *b);
             *last = loss.item();
+            pc.lap(0);
             loss.backward();
+            pc.lap(1);
             opt->step();
+            pc.lap(2);
           },
           [=] { return *last; }};
 }
@@ -218,29 +248,37 @@ int run_case(const case_info& c, int threads, int warmup, int reps) {
              : name == "bert_infer_b1"  ? make_bert_infer(1, rng)
              : name == "bert_infer_b16" ? make_bert_infer(16, rng)
                                         : make_multimodal(rng);
-  for (int i = 0; i < warmup; ++i) r.step();
+  phase_clock pc{.cpu = threads == 1};
+  for (int i = 0; i < warmup; ++i) r.step(pc);
   hb::samples wall, cpu, proc;
+  std::array<hb::samples, 3> phase;
   for (int i = 0; i < reps; ++i) {
     const auto t0 = hb::clock::now();
     const double c0 = hb::thread_cpu_ms(), p0 = process_cpu_ms();
-    r.step();
+    r.step(pc);
     wall.add(hb::ms_since(t0));
     cpu.add(hb::thread_cpu_ms() - c0);
     proc.add(process_cpu_ms() - p0);
+    for (std::size_t k = 0; k < 3; ++k) phase[k].add(pc.ms[k]);
   }
+  const auto& mem = tape::current().memory();
   const double check = r.check();
   if (!std::isfinite(check)) {
     std::cerr << "model_bench: " << name << " gave a non-finite result\n";
     return 1;
   }
   std::printf("RESULT case=%s impl=hybrid threads=%d reps=%d wall_med=%.3f wall_min=%.3f cpu_med=%.3f cpu_min=%.3f "
-              "proc_cpu_med=%.3f rss_mib=%.1f check=%.6g\n",
+              "proc_cpu_med=%.3f rss_mib=%.1f fwd_med=%.3f bwd_med=%.3f opt_med=%.3f arena_high_mib=%.1f "
+              "arena_capacity_mib=%.1f check=%.6g\n",
               c.name, threads, reps, wall.median(), wall.min(), cpu.median(), cpu.min(), proc.median(),
-              hb::peak_rss_mib(), check);
+              hb::peak_rss_mib(), phase[0].median(), phase[1].median(), phase[2].median(),
+              double(mem.high_water()) / 1048576.0, double(mem.capacity()) / 1048576.0, check);
   std::fflush(stdout);
   std::cerr << "hybrid " << c.name << ' ' << threads << "T: wall " << hb::ms_cell(wall) << " ms, thread CPU "
             << hb::ms_cell(cpu) << " ms, process CPU " << hb::fixed(proc.median()) << " ms, peak RSS "
-            << hb::fixed(hb::peak_rss_mib(), 0) << " MiB\n";
+            << hb::fixed(hb::peak_rss_mib(), 0) << " MiB; phases forward " << hb::fixed(phase[0].median())
+            << ", backward " << hb::fixed(phase[1].median()) << ", optimizer " << hb::fixed(phase[2].median())
+            << " ms; tape arena high water " << hb::fixed(double(mem.high_water()) / 1048576.0, 0) << " MiB\n";
   return 0;
 }
 
@@ -251,6 +289,7 @@ struct result {
   int threads = 1;
   int reps = 0;
   double wall_med = 0, wall_min = 0, cpu_med = 0, cpu_min = 0, rss = 0;
+  std::array<double, 3> phases{};  // forward, backward, optimizer (medians, same clock as time_med)
   bool ok = true;  // false: the case failed on that side (error=...)
   // The time we compare: thread CPU time on 1 thread, wall time otherwise.
   double time_med() const { return threads == 1 ? cpu_med : wall_med; }
@@ -284,6 +323,7 @@ int report(double peak1, double peak_all) {
     r.cpu_med = num("cpu_med");
     r.cpu_min = num("cpu_min");
     r.rss = num("rss_mib");
+    r.phases = {num("fwd_med"), num("bwd_med"), num("opt_med")};
     by_case[f["case"]].push_back(r);
   }
   for (const auto& c : cases()) {
@@ -296,16 +336,16 @@ int report(double peak1, double peak_all) {
     const result* best_torch = nullptr;
     for (const auto& r : rows)
       if (r.impl.rfind("torch", 0) == 0 && r.ok && (!best_torch || r.time_med() < best_torch->time_med())) best_torch = &r;
+    const bool training = c.name == std::string("bert_train") || c.name == std::string("multimodal");
     std::cout << "### " << c.title << " [" << c.name << "]" << "\n\n"
-              << "GFLOP per call (analytic, matmuls and convolutions" << (c.name == std::string("bert_train") ||
-                                                                          c.name == std::string("multimodal")
-                                                                              ? ", training = 3x forward"
-                                                                              : "")
+              << "GFLOP per call (analytic, matmuls and convolutions" << (training ? ", training = 3x forward" : "")
               << "): " << hb::fixed(c.gflop, 2) << ". x torch best: the time of PyTorch's fastest row divided by this "
               << "row's (> 1: faster than PyTorch at its best); RSS / torch best's: this row's peak RSS divided by "
               << "that row's (< 1: smaller).\n\n";
-    hb::table t({"implementation", "ms median (min)", "clock", hb::cat(c.unit, "/s"), "GFLOP/s", "% peak",
-                 "x torch best: median (min)", "peak RSS MiB", "RSS / torch best's"});
+    std::vector<std::string> header{"implementation", "ms median (min)", "clock", hb::cat(c.unit, "/s"), "GFLOP/s",
+                                    "% peak", "x torch best: median (min)", "peak RSS MiB", "RSS / torch best's"};
+    if (training) header.push_back("fwd / bwd / AdamW ms");
+    hb::table t(header);
     for (const auto& r : rows) {
       const std::string label = hb::cat(r.impl, ' ', r.threads, 'T');
       if (!r.ok) {
@@ -321,8 +361,10 @@ int report(double peak1, double peak_all) {
              best_torch ? hb::cat(hb::fixed(best_torch->time_med() / r.time_med(), 2), " (",
                                   hb::fixed(best_torch->time_min() / r.time_min(), 2), ")")
                         : "-",
-             hb::fixed(r.rss, 0),
-             best_torch ? hb::fixed(r.rss / best_torch->rss, 2) : "-"});
+             hb::fixed(r.rss, 0), best_torch ? hb::fixed(r.rss / best_torch->rss, 2) : "-",
+             training ? hb::cat(hb::fixed(r.phases[0], 0), " / ", hb::fixed(r.phases[1], 0), " / ",
+                                hb::fixed(r.phases[2], 0))
+                      : ""});
     }
     t.print();
     if (best_torch)

@@ -156,12 +156,16 @@ def child(case, threads, warmup, reps, foreach, variant):
         opt = torch.optim.AdamW(net.parameters(), lr=1e-4, weight_decay=0.01, foreach=foreach)
         net.train()
 
-        def step():
+        def step(lap):
             opt.zero_grad(set_to_none=True)
             loss = F.cross_entropy(net(ids, mask), y)
+            value = loss.item()
+            lap(0)
             loss.backward()
+            lap(1)
             opt.step()
-            return loss.item()
+            lap(2)
+            return value
     elif case in ("bert_infer_b1", "bert_infer_b16"):
         B = 1 if case == "bert_infer_b1" else 16
         net = FastBert() if variant == "fastpath" else Bert()
@@ -169,10 +173,12 @@ def child(case, threads, warmup, reps, foreach, variant):
         ids = torch.randint(0, vocab, (B, 128), generator=g)
         mask = torch.ones(B, 128)
 
-        def step():
+        def step(lap):
             with torch.inference_mode():
                 seq, pooled = net(ids, mask)
-                return float(seq[0, 0, 0]) + float(pooled[0, 0])
+                value = float(seq[0, 0, 0]) + float(pooled[0, 0])
+            lap(0)
+            return value
     elif case == "multimodal":
         net = Multimodal()
         ids = torch.randint(0, vocab, (32, 32), generator=g)
@@ -183,34 +189,53 @@ def child(case, threads, warmup, reps, foreach, variant):
         opt = torch.optim.AdamW(net.parameters(), lr=1e-4, weight_decay=0.01, foreach=foreach)
         net.train()
 
-        def step():
+        def step(lap):
             opt.zero_grad(set_to_none=True)
             logits, pred = net(ids, mask, images)
             loss = F.cross_entropy(logits, y) + F.mse_loss(pred, target)
+            value = loss.item()
+            lap(0)
             loss.backward()
+            lap(1)
             opt.step()
-            return loss.item()
+            lap(2)
+            return value
     else:
         raise SystemExit(f"unknown case {case}")
 
+    # Phases (forward, backward, optimizer) by the clock that judges the row: thread CPU on 1 thread, else wall.
+    clock = time.thread_time if threads == 1 else time.perf_counter
+    laps = [0.0, 0.0, 0.0]
+    mark = [0.0]
+
+    def lap(k):
+        now = clock()
+        laps[k] = (now - mark[0]) * 1e3
+        mark[0] = now
+
     for _ in range(warmup):
-        step()
-    wall, cpu, proc = [], [], []
+        step(lap)
+    wall, cpu, proc, phases = [], [], [], [[], [], []]
     check = 0.0
     for _ in range(reps):
         t0, c0, p0 = time.perf_counter(), time.thread_time(), time.process_time()
-        check = step()
+        mark[0] = clock()
+        check = step(lap)
         wall.append((time.perf_counter() - t0) * 1e3)
         cpu.append((time.thread_time() - c0) * 1e3)
         proc.append((time.process_time() - p0) * 1e3)
+        for k in range(3):
+            phases[k].append(laps[k])
     med = lambda v: sorted(v)[len(v) // 2] if len(v) % 2 else 0.5 * (sorted(v)[len(v) // 2 - 1] + sorted(v)[len(v) // 2])
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     impl = "torch" if variant == "plain" else f"torch-{variant}"
     print(f"RESULT case={case} impl={impl} threads={threads} reps={reps} wall_med={med(wall):.3f} "
           f"wall_min={min(wall):.3f} cpu_med={med(cpu):.3f} cpu_min={min(cpu):.3f} proc_cpu_med={med(proc):.3f} "
-          f"rss_mib={rss:.1f} check={check:.6g} torch={torch.__version__} foreach={int(bool(foreach))}", flush=True)
+          f"rss_mib={rss:.1f} fwd_med={med(phases[0]):.3f} bwd_med={med(phases[1]):.3f} opt_med={med(phases[2]):.3f} "
+          f"check={check:.6g} torch={torch.__version__} foreach={int(bool(foreach))}", flush=True)
     print(f"{impl} {case} {threads}T: wall {med(wall):.2f} ({min(wall):.2f}) ms, thread CPU {med(cpu):.2f} "
-          f"({min(cpu):.2f}) ms, process CPU {med(proc):.2f} ms, peak RSS {rss:.0f} MiB", file=sys.stderr)
+          f"({min(cpu):.2f}) ms, process CPU {med(proc):.2f} ms, peak RSS {rss:.0f} MiB; phases forward "
+          f"{med(phases[0]):.2f}, backward {med(phases[1]):.2f}, optimizer {med(phases[2]):.2f} ms", file=sys.stderr)
 
 
 def main():
