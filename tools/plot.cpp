@@ -119,6 +119,9 @@ std::vector<double> nice_ticks(double& lo, double& hi, int target = 6) {
   return ticks;
 }
 
+// How many ticks fit along `pixels` with `spacing` pixels each (2 to 8).
+int tick_count(int pixels, int spacing) { return std::clamp(pixels / std::max(1, spacing), 2, 8); }
+
 std::string tick_label(double v, double step) {
   const int decimals = std::max(0, static_cast<int>(-std::floor(std::log10(step) + 1e-9)));
   char buf[64];
@@ -189,7 +192,8 @@ void curve(const options& o) {
   const int s = o.size("scale", 2), W = o.size("width", 960), H = o.size("height", 540);
   canvas cv(W, H);
   draw_title(cv, o.get("title"), s);
-  const std::vector<double> xt = nice_ticks(x0, x1, 8), yt = nice_ticks(y0, y1, 6);
+  const std::vector<double> xt = nice_ticks(x0, x1, tick_count(W, 7 * glyph_w * s)),
+                            yt = nice_ticks(y0, y1, tick_count(H, 4 * glyph_h * s));
   int label_w = 0;
   for (double y : yt) label_w = std::max(label_w, text_width(tick_label(y, yt.size() > 1 ? yt[1] - yt[0] : 1), s));
   const int right = W - std::max(10 * s, text_width(tick_label(xt.back(), xt.size() > 1 ? xt[1] - xt[0] : 1), s) / 2 + 4 * s);
@@ -251,7 +255,7 @@ void bars(const options& o) {
     value_text.push_back(b.value_text + (b.error > 0 ? " ± " + b.error_text : ""));  // as the CSV writes them
     value_w = std::max(value_w, text_width(value_text.back(), s));
   }
-  const std::vector<double> xt = nice_ticks(lo, hi, 8);
+  const std::vector<double> xt = nice_ticks(lo, hi, tick_count(W - label_w - value_w, 7 * glyph_w * s));
   const frame f{label_w + 8 * s, top, W - value_w - 10 * s, H - 16 * s, lo, hi, 0, 1};
   draw_axes(cv, f, xt, {}, s);
   for (std::size_t i = 0; i < rows.size(); ++i) {
