@@ -173,6 +173,21 @@ class model<encoders<Mods...>, Fusion, heads<Heads...>, Options...> {
     }(std::index_sequence_for<Heads...>{});
     weighting_.visit(join_name(prefix, "mtl"), f);
   }
+  // The sub-modules, named as in visit: "<modality>", "fusion", "tower", "heads.<head>", "mtl". With it
+  // layers::walk_modules reaches every layer of a composed model, so layers::apply_lora adapts, say, the
+  // text encoder's attention ("query", "value") and modules_to_save keeps a head trainable ("heads.topic").
+  template <class F>
+  void visit_modules(const std::string& prefix, F&& f) {
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+      (f(join_name(prefix, std::string(modality_names[I])), std::get<I>(encoders_)), ...);
+    }(std::index_sequence_for<Mods...>{});
+    f(join_name(prefix, "fusion"), fusion_);
+    f(join_name(prefix, "tower"), tower_);
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+      (f(join_name(prefix, "heads." + std::string(head_names[I])), std::get<I>(heads_)), ...);
+    }(std::index_sequence_for<Heads...>{});
+    f(join_name(prefix, "mtl"), weighting_);
+  }
   // The parameters every task trains: encoders, fusion and the tower's shared part (MMoE's experts).
   // Gradient surgery combines the tasks' gradients on exactly these.
   template <class F>

@@ -6,7 +6,10 @@
 #include <cmath>
 #include <hybrid/autodiff/gradient_check.hpp>
 #include <hybrid/enc/bert.hpp>
+#include <hybrid/fuse/concat.hpp>
+#include <hybrid/head/classify.hpp>
 #include <hybrid/layers/lora.hpp>
+#include <hybrid/model.hpp>
 #include <hybrid/ops/reduce.hpp>
 #include <random>
 #include <string>
@@ -354,6 +357,28 @@ TEST_CASE("unload_lora merges the adapters and leaves a plain model") {
   CHECK(names_of(m) == names);
   const auto without = vals(m(in, d, false).pooled);
   for (std::size_t i = 0; i < with.size(); ++i) CHECK(without[i] == doctest::Approx(with[i]).epsilon(1e-5));
+}
+
+TEST_CASE("apply_lora on a composed model: the text encoder's attention adapted, a head kept trainable") {
+  constexpr enc::bert_config text{.vocab = 20, .hidden = 8, .layers = 2, .heads = 2, .ffn = 16, .max_positions = 8};
+  model<encoders<modality<"text", enc::bert<text>>>, fuse::concat, heads<head::classify<"topic", 3>>> m;
+  std::mt19937 rng(3);
+  const auto rep = layers::apply_lora(
+      m, {.rank = 2, .alpha = 4, .target_modules = {"query", "value"}, .modules_to_save = {"heads.topic"}, .task_type = ""},
+      rng);
+  CHECK(rep.adapted == std::vector<std::string>{"text.encoder.layer.0.attention.self.query",
+                                                "text.encoder.layer.0.attention.self.value",
+                                                "text.encoder.layer.1.attention.self.query",
+                                                "text.encoder.layer.1.attention.self.value"});
+  CHECK(rep.saved == std::vector<std::string>{"heads.topic"});
+  CHECK(layers::count_lora(m) == 4);
+  std::vector<std::string> trainable;
+  m.visit("", [&](const std::string& n, parameter<float>& p) {
+    if (p.trainable()) trainable.push_back(n);
+  });
+  CHECK(trainable.size() == 4 * 2 + 2);  // lora_A, lora_B per adapted layer; the head's weight and bias
+  CHECK(trainable.back() == "heads.topic.bias");
+  CHECK(trainable.front() == "text.encoder.layer.0.attention.self.query.lora_A.weight");
 }
 
 }  // namespace HYBRID_TEST_UNIT
