@@ -246,6 +246,8 @@ def main():
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--no-fastpath", action="store_true",
                     help="inference: skip the nn.TransformerEncoder (fused fast path) variant")
+    ap.add_argument("--no-default-malloc", action="store_true",
+                    help="skip the 1-thread row with glibc's default malloc settings")
     ap.add_argument("--foreach", type=int, default=1, help="AdamW's foreach implementation (1) or the loop (0)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--case", help=argparse.SUPPRESS)
@@ -259,12 +261,21 @@ def main():
     for case in a.cases.split(","):
         variants = ["plain"] + (["fastpath"] if case.startswith("bert_infer") and not a.no_fastpath else [])
         runs += [(case, t, v) for v in variants for t in a.threads.split(",")]
+        if not a.no_default_malloc and "1" in a.threads.split(","):
+            runs.append((case, "1", "default-malloc"))
     for case, t, variant in runs:
         env = dict(os.environ)
         # OpenBLAS (matmuls) and OpenMP (the rest) both at the thread count; OpenMP threads sleep when idle
         # (with the default spin-waiting 2 threads are slower than 1 on this machine: shared/MACHINE.md).
         env.update(OMP_NUM_THREADS=t, OPENBLAS_NUM_THREADS=t, MKL_NUM_THREADS=t)
         env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        if variant != "default-malloc":
+            # glibc returns freed blocks above 128 KiB (mmap) and the heap's top to the kernel at once, so every
+            # step PyTorch's new gradients and AdamW's temporaries (the 30522 x 256 embedding: 31 MiB each)
+            # page-fault in again: ~10x the optimizer's time. Keeping freed memory (what jemalloc or tcmalloc
+            # would do) is PyTorch at its best on this machine; the "default-malloc" row shows the difference.
+            env.update(MALLOC_MMAP_THRESHOLD_="33554432", MALLOC_TRIM_THRESHOLD_="4294967296",
+                       MALLOC_TOP_PAD_="268435456")
         r = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", "--case", case, "--threads", t,
                             "--warmup", str(a.warmup), "--reps", str(a.reps), "--foreach", str(a.foreach),
                             "--variant", variant], env=env)
