@@ -55,6 +55,7 @@ wordpiece_tokenizer tiny(wordpiece_options opt = {}) {
 TEST_CASE("hand-checked bert-base-uncased ids") {
   const auto& tok = bert();
   CHECK(tok.vocab_size() == 30522);
+  CHECK(tok.mask_id() == 103);  // [MASK]
   CHECK(tok.encode("hello world").input_ids == ids{101, 7592, 2088, 102});
   CHECK(tok.tokenize("Hello, World!") == std::vector<std::string>{"hello", ",", "world", "!"});
   CHECK(tok.tokenize_ids("Hello, World!") == ids{7592, 1010, 2088, 999});
@@ -235,6 +236,8 @@ TEST_CASE("WordPiece on a tiny vocabulary") {
   CHECK(tiny({.lower_case = false, .never_split = {"[FOO]"}}).tokenize("[FOO]") == std::vector<std::string>{"[FOO]"});
   CHECK(tok.decode(tok.tokenize_ids("unaffable run.")) == "unaffable run.");
   CHECK_THROWS_AS(wordpiece_tokenizer({"[CLS]", "[SEP]", "[PAD]"}), std::invalid_argument);
+  CHECK(tok.mask_id() == 4);
+  CHECK(wordpiece_tokenizer({"[PAD]", "[UNK]", "[CLS]", "[SEP]"}).mask_id() == -1);  // no [MASK]: none
 }
 
 TEST_CASE("vocabulary files") {

@@ -210,6 +210,11 @@ class wordpiece_tokenizer {
   std::int32_t cls_id() const { return cls_; }
   std::int32_t sep_id() const { return sep_; }
   std::int32_t pad_id() const { return pad_; }
+  // The mask token's id ([MASK], for masked-LM), or -1 when the vocabulary has none.
+  std::int32_t mask_id() const {
+    const auto it = vocab_.find(opt_.mask_token);
+    return opt_.mask_token.empty() || it == vocab_.end() ? -1 : it->second;
+  }
 
   std::int32_t token_to_id(std::string_view token) const {
     auto it = vocab_.find(token);
