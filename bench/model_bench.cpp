@@ -92,6 +92,8 @@ struct case_info {
   const char* unit;  // what items/s counts
   double items;      // per call
   double gflop;      // per call (training: 3x forward)
+  double speed_target = 0;  // issue 7: hybrid at least this many times faster than PyTorch's best
+  double rss_target = 0;    // issue 7: hybrid's peak RSS at most this fraction of PyTorch's best's (0: none)
 };
 
 std::vector<case_info> cases() {
@@ -103,13 +105,13 @@ std::vector<case_info> cases() {
                         2.0 * mm_batch * H * (10 + 1);        // heads
   return {
       {"bert_train", "BERT-mini training step (batch 16, seq 128, AdamW)", "tokens", double(bert_train_batch * bert_seq),
-       3 * train_fwd * 1e-9},
+       3 * train_fwd * 1e-9, 1.5, 0.7},
       {"bert_infer_b1", "BERT-mini inference (batch 1, seq 128)", "tokens", double(bert_seq),
-       bert_forward_flops(bert_mini, 1, bert_seq) * 1e-9},
+       bert_forward_flops(bert_mini, 1, bert_seq) * 1e-9, 1.5},
       {"bert_infer_b16", "BERT-mini inference (batch 16, seq 128)", "tokens", double(16 * bert_seq),
-       bert_forward_flops(bert_mini, 16, bert_seq) * 1e-9},
+       bert_forward_flops(bert_mini, 16, bert_seq) * 1e-9, 1.5},
       {"multimodal", "Multimodal multi-task training step (batch 32: text seq 32, 2-layer BERT; 32x32x3 CNN; gated fusion; 10-class + regression heads; AdamW)",
-       "samples", double(mm_batch), 3 * mm_fwd * 1e-9},
+       "samples", double(mm_batch), 3 * mm_fwd * 1e-9, 2.0},
   };
 }
 std::optional<case_info> find_case(const std::string& name) {
@@ -367,9 +369,25 @@ int report(double peak1, double peak_all) {
                       : ""});
     }
     t.print();
-    if (best_torch)
-      std::cout << "PyTorch's best: " << best_torch->impl << ", " << best_torch->threads << " thread(s), " << hb::fixed(best_torch->time_med(), 1)
-                << " ms, " << hb::fixed(best_torch->rss, 0) << " MiB.\n\n";
+    if (best_torch) {
+      std::cout << "PyTorch's best: " << best_torch->impl << ", " << best_torch->threads << " thread(s), "
+                << hb::fixed(best_torch->time_med(), 1) << " ms, " << hb::fixed(best_torch->rss, 0) << " MiB.\n";
+      // Issue 7's targets, judged on hybrid's fastest row (medians).
+      const result* best = nullptr;
+      for (const auto& r : rows)
+        if (r.impl == "hybrid" && r.ok && (!best || r.time_med() < best->time_med())) best = &r;
+      if (best) {
+        const double speed = best_torch->time_med() / best->time_med(), rss = best->rss / best_torch->rss;
+        std::cout << "Issue 7's target: >= " << hb::fixed(c.speed_target, 1) << "x PyTorch's best; hybrid "
+                  << best->threads << "T gives " << hb::fixed(speed, 2) << "x: "
+                  << (speed >= c.speed_target ? "**met**" : "**missed**");
+        if (c.rss_target > 0)
+          std::cout << ". Peak RSS <= " << hb::fixed(c.rss_target, 1) << "x PyTorch's: " << hb::fixed(rss, 2) << "x: "
+                    << (rss <= c.rss_target ? "**met**" : "**missed**");
+        std::cout << ".\n";
+      }
+      std::cout << '\n';
+    }
   }
   return 0;
 }
