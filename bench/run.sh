@@ -41,9 +41,16 @@ run_models() {
   local reps=7 warmup=2 threads=(1 2) results torch=1 torch_opts=()
   if ((quick)); then reps=3 warmup=1 threads=(1) torch_opts=(--no-default-malloc); fi
   results=$(mktemp)
+  # The peer: Debian's PyTorch, installed here when missing (apt-get only, as scripts/setup.sh).
+  if ! /usr/bin/python3 -c 'import torch' 2>/dev/null; then
+    local sudo=""
+    [[ "$(id -u)" -ne 0 ]] && sudo=sudo
+    $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+      python3-torch >/dev/null || true
+  fi
   if ! /usr/bin/python3 -c 'import torch' 2>/dev/null; then
     torch=0
-    echo "(PyTorch not found: sudo apt-get install python3-torch; the tables show hybrid only)"
+    echo "(PyTorch could not be installed (apt-get install python3-torch); the tables show hybrid only)"
   fi
   echo "## Whole models against PyTorch CPU"
   echo
