@@ -1,26 +1,16 @@
 // Fused elementwise expressions: values, gradients (finite differences), broadcasting, fusion, policies.
 #include <doctest/doctest.h>
 
+#include "../test_util.hpp"
+
 #include <hybrid/autodiff/elementwise.hpp>
 #include <hybrid/autodiff/gradient_check.hpp>
 
 namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
 
 using namespace hybrid;
-
-namespace {
-parameter<double> random_param(const char* name, hybrid::shape s, std::mt19937& rng, double lo = -1, double hi = 1) {
-  parameter<double> p(name, s);
-  fill_uniform(p.value(), rng, lo, hi);
-  return p;
-}
-template <class F>
-void expect_gradients(F&& f, std::vector<parameter<double>*> ps, gradient_check_options opt = {}) {
-  auto r = check_gradients(f, ps, opt);
-  INFO(r.report());
-  CHECK(r.ok);
-}
-}  // namespace
+using test_util::random_param;
+using test_util::expect_gradients;
 
 TEST_CASE("elementwise values match scalar math") {
   tape::current().reset();

@@ -2,6 +2,8 @@
 // chunks of images), serial vs tbb bitwise, errors.
 #include <doctest/doctest.h>
 
+#include "../test_util.hpp"
+
 #include <hybrid/autodiff/gradient_check.hpp>
 #include <hybrid/ops/conv.hpp>
 
@@ -10,13 +12,9 @@
 namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
 
 using namespace hybrid;
+using test_util::random_param;
 
 namespace {
-parameter<double> random_param(const char* name, hybrid::shape s, std::mt19937& rng) {
-  parameter<double> p(name, s);
-  fill_uniform(p.value(), rng);
-  return p;
-}
 template <class T>
 parameter<T> from_array(const char* name, hybrid::shape s, const double* v) {
   parameter<T> p(name, s);

@@ -1,6 +1,8 @@
 // embedding: lookups against a naive gather, scatter-add gradients (repeats, padding_idx), determinism, errors.
 #include <doctest/doctest.h>
 
+#include "../test_util.hpp"
+
 #include <hybrid/autodiff/elementwise.hpp>
 #include <hybrid/autodiff/gradient_check.hpp>
 #include <hybrid/ops/embedding.hpp>
@@ -8,14 +10,10 @@
 namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
 
 using namespace hybrid;
+using test_util::random_param;
 
 namespace {
 template <class T = double>
-parameter<T> random_param(const char* name, hybrid::shape s, std::mt19937& rng) {
-  parameter<T> p(name, s);
-  fill_uniform(p.value(), rng);
-  return p;
-}
 std::vector<std::int32_t> random_ids(std::size_t n, int vocab, std::mt19937& rng) {
   std::vector<std::int32_t> ids(n);
   for (auto& i : ids) i = std::int32_t(rng() % unsigned(vocab));

@@ -2,25 +2,18 @@
 // against double, serial vs tbb bitwise (gamma/beta partial sums), errors.
 #include <doctest/doctest.h>
 
+#include "../test_util.hpp"
+
 #include <hybrid/autodiff/gradient_check.hpp>
 #include <hybrid/ops/layer_norm.hpp>
 
 namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
 
 using namespace hybrid;
+using test_util::random_param;
+using test_util::expect_gradients;
 
 namespace {
-parameter<double> random_param(const char* name, hybrid::shape s, std::mt19937& rng, double lo = -1, double hi = 1) {
-  parameter<double> p(name, s);
-  fill_uniform(p.value(), rng, lo, hi);
-  return p;
-}
-template <class F>
-void expect_gradients(F&& f, std::vector<parameter<double>*> ps) {
-  auto r = check_gradients(f, ps);
-  INFO(r.report());
-  CHECK(r.ok);
-}
 // Naive layer norm (centered) or RMS norm of each row, in double.
 template <class T>
 std::vector<double> naive_norm(const tensor<T>& x, const tensor<T>& g, const tensor<T>* b, double eps, bool centered) {

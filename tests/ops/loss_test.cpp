@@ -2,6 +2,8 @@
 // gradients, ignore_index, label smoothing, weights, all-ignored, policies, and errors.
 #include <doctest/doctest.h>
 
+#include "../test_util.hpp"
+
 #include <cstdint>
 #include <hybrid/autodiff/gradient_check.hpp>
 #include <hybrid/ops/loss.hpp>
@@ -12,21 +14,15 @@
 namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
 
 using namespace hybrid;
+using test_util::expect_gradients;
 
 namespace {
 parameter<double> param_from(const char* name, hybrid::shape s, std::span<const double> v) {
   return parameter<double>(name, tensor<double>::from(s, v));
 }
+// Inputs in [-2, 2): logits spread enough to exercise saturation.
 parameter<double> random_param(const char* name, hybrid::shape s, std::mt19937& rng, double lo = -2, double hi = 2) {
-  parameter<double> p(name, s);
-  fill_uniform(p.value(), rng, lo, hi);
-  return p;
-}
-template <class F>
-void expect_gradients(F&& f, std::vector<parameter<double>*> ps) {
-  auto r = check_gradients(f, ps);
-  INFO(r.report());
-  CHECK(r.ok);
+  return test_util::random_param(name, s, rng, lo, hi);
 }
 template <class A, class B>
 void expect_close(const A& got, const B& want, double tol = 1e-12) {

@@ -2,6 +2,8 @@
 // maximum, NaN), global average pooling, serial vs tbb bitwise, errors.
 #include <doctest/doctest.h>
 
+#include "../test_util.hpp"
+
 #include <hybrid/autodiff/gradient_check.hpp>
 #include <hybrid/ops/pool.hpp>
 
@@ -10,13 +12,10 @@
 namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
 
 using namespace hybrid;
+using test_util::random_param;
+using test_util::expect_gradients;
 
 namespace {
-parameter<double> random_param(const char* name, hybrid::shape s, std::mt19937& rng) {
-  parameter<double> p(name, s);
-  fill_uniform(p.value(), rng);
-  return p;
-}
 template <class T>
 parameter<T> from_array(const char* name, hybrid::shape s, const double* v) {
   parameter<T> p(name, s);
@@ -40,11 +39,6 @@ tensor<double> naive_pool(const tensor<double>& x, index_t k, index_t s, bool ma
           y(b, c, i, j) = max ? m : sum / double(k * k);
         }
   return y;
-}
-void expect_gradients(auto&& f, std::vector<parameter<double>*> ps) {
-  auto r = check_gradients(f, ps);
-  INFO(r.report());
-  CHECK(r.ok);
 }
 }  // namespace
 

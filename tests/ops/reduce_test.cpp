@@ -2,25 +2,18 @@
 // sums, serial vs tbb bitwise, scalar vs SIMD, errors.
 #include <doctest/doctest.h>
 
+#include "../test_util.hpp"
+
 #include <hybrid/autodiff/gradient_check.hpp>
 #include <hybrid/ops/reduce.hpp>
 
 namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
 
 using namespace hybrid;
+using test_util::random_param;
+using test_util::expect_gradients;
 
 namespace {
-parameter<double> random_param(const char* name, hybrid::shape s, std::mt19937& rng) {
-  parameter<double> p(name, s);
-  fill_uniform(p.value(), rng);
-  return p;
-}
-template <class F>
-void expect_gradients(F&& f, std::vector<parameter<double>*> ps) {
-  auto r = check_gradients(f, ps);
-  INFO(r.report());
-  CHECK(r.ok);
-}
 // Seeds y's adjoint with fixed values and runs the backward pass.
 template <class T>
 void backward_with_weights(const var<T>& y) {

@@ -2,6 +2,8 @@
 // serial vs tbb, errors.
 #include <doctest/doctest.h>
 
+#include "../test_util.hpp"
+
 #include <algorithm>
 #include <numeric>
 
@@ -13,20 +15,11 @@
 namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
 
 using namespace hybrid;
+using test_util::random_param;
+using test_util::expect_gradients;
 
 namespace {
 template <class T = double>
-parameter<T> random_param(const char* name, hybrid::shape s, std::mt19937& rng) {
-  parameter<T> p(name, s);
-  fill_uniform(p.value(), rng);
-  return p;
-}
-template <class F>
-void expect_gradients(F&& f, std::vector<parameter<double>*> ps) {
-  auto r = check_gradients(f, ps);
-  INFO(r.report());
-  CHECK(r.ok);
-}
 // Row-major strides of s, for naive multi-index references.
 std::array<index_t, 4> strides(const hybrid::shape& s) {
   std::array<index_t, 4> st{};

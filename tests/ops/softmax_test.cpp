@@ -2,26 +2,22 @@
 // (-1e4 and -inf, fully masked rows), stability, mask broadcasting, serial vs tbb, errors.
 #include <doctest/doctest.h>
 
+#include "../test_util.hpp"
+
 #include <hybrid/autodiff/gradient_check.hpp>
 #include <hybrid/ops/softmax.hpp>
 
 namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
 
 using namespace hybrid;
+using test_util::expect_gradients;
 
 namespace {
 const double inf = std::numeric_limits<double>::infinity();
 
+// Inputs in [-2, 2): logits spread enough to exercise saturation.
 parameter<double> random_param(const char* name, hybrid::shape s, std::mt19937& rng, double lo = -2, double hi = 2) {
-  parameter<double> p(name, s);
-  fill_uniform(p.value(), rng, lo, hi);
-  return p;
-}
-template <class F>
-void expect_gradients(F&& f, std::vector<parameter<double>*> ps, gradient_check_options opt = {}) {
-  auto r = check_gradients(f, ps, opt);
-  INFO(r.report());
-  CHECK(r.ok);
+  return test_util::random_param(name, s, rng, lo, hi);
 }
 // A 0 / `masked` padding mask [B, 1, 1, T]: batch b keeps its first keep[b] positions.
 tensor<double> padding_mask(index_t B, index_t T, std::vector<index_t> keep, double masked) {

@@ -1,0 +1,28 @@
+// Helpers shared by the op and autodiff tests: random double parameters and the finite-difference gradient check
+// as one doctest assertion.
+#pragma once
+#include <doctest/doctest.h>
+
+#include <hybrid/autodiff/gradient_check.hpp>
+#include <random>
+#include <vector>
+
+namespace test_util {
+
+// A parameter of shape s, uniform in [lo, hi).
+template <class T = double>
+hybrid::parameter<T> random_param(const char* name, hybrid::shape s, std::mt19937& rng, double lo = -1, double hi = 1) {
+  hybrid::parameter<T> p(name, s);
+  hybrid::fill_uniform(p.value(), rng, lo, hi);
+  return p;
+}
+
+// check_gradients(f, ps) passes; the report is printed when it does not.
+template <class F>
+void expect_gradients(F&& f, std::vector<hybrid::parameter<double>*> ps, hybrid::gradient_check_options opt = {}) {
+  auto r = hybrid::check_gradients(f, ps, opt);
+  INFO(r.report());
+  CHECK(r.ok);
+}
+
+}  // namespace test_util
