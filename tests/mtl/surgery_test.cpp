@@ -141,6 +141,7 @@ namespace {
 // before and after.
 template <class Method>
 std::pair<std::array<double, 2>, std::array<double, 2>> train(Method method, mtl::gradient_level level, int steps) {
+  tape::current().reset();  // a previous test's forward pass may still be on the tape, its model gone
   tiny::two_task<> m;
   const batch b = tiny::two_task_batch(32, 9);
   optim::adam<double> opt(parameters_of(m), {.lr = 0.01});
