@@ -29,6 +29,17 @@ import time
 CASES = ["bert_train", "bert_infer_b1", "bert_infer_b16", "multimodal"]
 
 
+def backward_and_step(loss, opt, lap):
+    """The end of a training step, each phase timed: forward done (lap 0), backward (lap 1), the AdamW step (lap 2)."""
+    value = loss.item()
+    lap(0)
+    loss.backward()
+    lap(1)
+    opt.step()
+    lap(2)
+    return value
+
+
 def child(case, threads, warmup, reps, foreach, variant):
     import torch
     import torch.nn as nn
@@ -158,14 +169,7 @@ def child(case, threads, warmup, reps, foreach, variant):
 
         def step(lap):
             opt.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(net(ids, mask), y)
-            value = loss.item()
-            lap(0)
-            loss.backward()
-            lap(1)
-            opt.step()
-            lap(2)
-            return value
+            return backward_and_step(F.cross_entropy(net(ids, mask), y), opt, lap)
     elif case in ("bert_infer_b1", "bert_infer_b16"):
         B = 1 if case == "bert_infer_b1" else 16
         net = FastBert() if variant == "fastpath" else Bert()
@@ -192,14 +196,7 @@ def child(case, threads, warmup, reps, foreach, variant):
         def step(lap):
             opt.zero_grad(set_to_none=True)
             logits, pred = net(ids, mask, images)
-            loss = F.cross_entropy(logits, y) + F.mse_loss(pred, target)
-            value = loss.item()
-            lap(0)
-            loss.backward()
-            lap(1)
-            opt.step()
-            lap(2)
-            return value
+            return backward_and_step(F.cross_entropy(logits, y) + F.mse_loss(pred, target), opt, lap)
     else:
         raise SystemExit(f"unknown case {case}")
 
