@@ -67,7 +67,8 @@ TEST_CASE("large products: serial and tbb identical, close to a double reference
   var<float> c3 = matmul<gemm::default_policy, exec::tbb>(a.use(), b.use());
   var<float> c4 = matmul<gemm::default_policy, exec::serial>(a.use(), b.use());
   CHECK(std::equal(c3.values().begin(), c3.values().end(), c4.values().begin()));
-  MESSAGE("default GEMM policy: " << std::string(gemm::default_policy::name));
+  MESSAGE("default GEMM policy: " << std::string(gemm::default_policy::name) << " (float: " << gemm::fastest::chosen()
+                                  << ")");
   double worst = 0;
   for (int i = 0; i < 300; i += 7)
     for (int j = 0; j < 600; j += 11) {

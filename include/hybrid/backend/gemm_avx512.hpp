@@ -1,0 +1,301 @@
+// Our own AVX-512 single-precision GEMM policy (gemm::avx512): a packed, register-blocked kernel chosen at run
+// time where the CPU has AVX-512; double, other CPUs and other compilers go to a fallback policy.
+#pragma once
+#include <algorithm>
+#include <cstddef>
+#include <memory>
+#include <new>
+#include <type_traits>
+
+#include "hybrid/backend/gemm_eigen.hpp"
+#ifdef HYBRID_WITH_OPENBLAS
+#include "hybrid/backend/gemm_blas.hpp"
+#endif
+
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+#define HYBRID_GEMM_AVX512_COMPILED 1
+#include <immintrin.h>
+// Only these functions use AVX-512: the rest of the build keeps its -march (x86-64-v3 by default).
+#define HYBRID_AVX512_TARGET __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma")))
+#else
+#define HYBRID_GEMM_AVX512_COMPILED 0
+#endif
+
+namespace hybrid::gemm {
+
+namespace avx512_detail {
+
+// Whether this CPU (and its OS) runs AVX-512 F/VL/BW/DQ code; asked once.
+inline bool cpu_has_avx512() {
+#if HYBRID_GEMM_AVX512_COMPILED
+  static const bool ok = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
+  }();
+  return ok;
+#else
+  return false;
+#endif
+}
+
+#if HYBRID_GEMM_AVX512_COMPILED
+// Micro-tile MR x NR = 14 x 32: 28 zmm accumulators, 2 for the row of B, 1 for the broadcast of A.
+inline constexpr index_t MR = 14, NR = 32;
+// Cache blocks: a KC x NR panel of B stays in L1 (at most 48 KiB), an MC x KC block of A in L2, a KC x NC block
+// of B in L2/L3 (on Zen 5, KC 256 to 512 and MC 168 to 336 measured alike within the noise). KC is fixed by K
+// alone (see kc_of): each C element sums its K terms in the same order whatever the tiling or thread count.
+inline constexpr index_t KC_MAX = 384, MC = 14 * 16, NC = 512;
+
+// K split into equal blocks of at most KC_MAX.
+inline index_t kc_of(index_t K) {
+  const index_t blocks = (K + KC_MAX - 1) / KC_MAX;
+  return (K + blocks - 1) / blocks;
+}
+
+struct aligned_delete {
+  void operator()(float* p) const { ::operator delete[](p, std::align_val_t{64}); }
+};
+// Per-thread pack buffers, allocated on a thread's first call and reused afterwards.
+inline float* pack_buffer(int which) {
+  static constexpr std::size_t sizes[2] = {static_cast<std::size_t>(MC * KC_MAX),
+                                           static_cast<std::size_t>(KC_MAX * NC)};
+  thread_local std::unique_ptr<float[], aligned_delete> bufs[2];
+  if (!bufs[which]) bufs[which].reset(new (std::align_val_t{64}) float[sizes[which]]);
+  return bufs[which].get();
+}
+
+HYBRID_AVX512_TARGET inline __mmask16 lanes(index_t n) {
+  return n >= 16 ? __mmask16(0xFFFF) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1u);
+}
+
+// op(A) rows [0, m) x K range [0, kc) into panels of MR rows: panel p holds, for each k, MR values (zero padded).
+HYBRID_AVX512_TARGET inline void pack_a(bool ta, index_t m, index_t kc, const float* A, index_t lda, float* dst) {
+  for (index_t i0 = 0; i0 < m; i0 += MR) {
+    const index_t mr = std::min(MR, m - i0);
+    if (ta) {  // A stored K x M: the MR values of one k are contiguous
+      const __mmask16 ld = lanes(mr), st = lanes(MR);
+      for (index_t p = 0; p < kc; ++p)
+        _mm512_mask_storeu_ps(dst + p * MR, st, _mm512_maskz_loadu_ps(ld, A + p * lda + i0));
+    } else {  // A stored M x K: rows are contiguous in k
+      for (index_t r = 0; r < MR; ++r) {
+        float* d = dst + r;
+        if (r < mr) {
+          const float* s = A + (i0 + r) * lda;
+          for (index_t p = 0; p < kc; ++p) d[p * MR] = s[p];
+        } else {
+          for (index_t p = 0; p < kc; ++p) d[p * MR] = 0.f;
+        }
+      }
+    }
+    dst += MR * kc;
+  }
+}
+
+// op(B) K range [0, kc) x columns [0, n) into panels of NR columns: for each k, NR values (zero padded).
+HYBRID_AVX512_TARGET inline void pack_b(bool tb, index_t kc, index_t n, const float* B, index_t ldb, float* dst) {
+  for (index_t j0 = 0; j0 < n; j0 += NR) {
+    const index_t nr = std::min(NR, n - j0);
+    if (!tb) {  // B stored K x N: NR contiguous values per k
+      const __mmask16 m0 = lanes(nr), m1 = lanes(nr - 16);
+      for (index_t p = 0; p < kc; ++p) {
+        const float* s = B + p * ldb + j0;
+        _mm512_store_ps(dst + p * NR, _mm512_maskz_loadu_ps(m0, s));
+        _mm512_store_ps(dst + p * NR + 16, _mm512_maskz_loadu_ps(m1, s + 16));
+      }
+    } else {  // B stored N x K: transpose 16 x 16 blocks in registers
+      // Zero-masked forms (all lanes kept): the plain ones trip GCC 12's -Wmaybe-uninitialized in its headers.
+      const __mmask16 all = 0xFFFF;
+      const __mmask8 all8 = 0xFF;
+      index_t p = 0;
+      for (; p + 16 <= kc; p += 16)
+        for (index_t h = 0; h < NR; h += 16) {
+          __m512 r[16];
+          for (int j = 0; j < 16; ++j)
+            r[j] = (j0 + h + j < n) ? _mm512_loadu_ps(B + (j0 + h + j) * ldb + p) : _mm512_setzero_ps();
+          // 16 x 16 transpose: unpack pairs, then 128-bit lane shuffles.
+          __m512 t[16];
+          for (int j = 0; j < 16; j += 2) {
+            t[j] = _mm512_maskz_unpacklo_ps(all, r[j], r[j + 1]);
+            t[j + 1] = _mm512_maskz_unpackhi_ps(all, r[j], r[j + 1]);
+          }
+          for (int j = 0; j < 16; j += 4) {
+            const __m512d a0 = _mm512_castps_pd(t[j]), a1 = _mm512_castps_pd(t[j + 1]);
+            const __m512d b0 = _mm512_castps_pd(t[j + 2]), b1 = _mm512_castps_pd(t[j + 3]);
+            r[j] = _mm512_castpd_ps(_mm512_maskz_unpacklo_pd(all8, a0, b0));
+            r[j + 1] = _mm512_castpd_ps(_mm512_maskz_unpackhi_pd(all8, a0, b0));
+            r[j + 2] = _mm512_castpd_ps(_mm512_maskz_unpacklo_pd(all8, a1, b1));
+            r[j + 3] = _mm512_castpd_ps(_mm512_maskz_unpackhi_pd(all8, a1, b1));
+          }
+          // r[4g + s], 128-bit lane L: rows 4g..4g+3 of column 4L + s. Gather lane L of the four groups.
+          __m512 out[16];
+          for (int s = 0; s < 4; ++s) {
+            const __m512 t0 = _mm512_maskz_shuffle_f32x4(all, r[s], r[4 + s], 0x88),
+                         t1 = _mm512_maskz_shuffle_f32x4(all, r[8 + s], r[12 + s], 0x88);
+            const __m512 u0 = _mm512_maskz_shuffle_f32x4(all, r[s], r[4 + s], 0xDD),
+                         u1 = _mm512_maskz_shuffle_f32x4(all, r[8 + s], r[12 + s], 0xDD);
+            out[s] = _mm512_maskz_shuffle_f32x4(all, t0, t1, 0x88);
+            out[8 + s] = _mm512_maskz_shuffle_f32x4(all, t0, t1, 0xDD);
+            out[4 + s] = _mm512_maskz_shuffle_f32x4(all, u0, u1, 0x88);
+            out[12 + s] = _mm512_maskz_shuffle_f32x4(all, u0, u1, 0xDD);
+          }
+          for (int c = 0; c < 16; ++c) _mm512_store_ps(dst + (p + c) * NR + h, out[c]);
+        }
+      for (; p < kc; ++p)
+        for (index_t j = 0; j < NR; ++j) dst[p * NR + j] = j < nr ? B[(j0 + j) * ldb + p] : 0.f;
+    }
+    dst += NR * kc;
+  }
+}
+
+// C[mr x nr] = alpha * a_panel * b_panel + beta * C, or = alpha * a_panel * b_panel (C not read) when
+// overwrite. The k loop runs in order 0..kc-1 with one FMA chain per element.
+HYBRID_AVX512_TARGET inline void kernel(index_t kc, const float* a, const float* b, float* C, index_t ldc, index_t mr,
+                                        index_t nr, float alpha, float beta, bool overwrite) {
+  __m512 c0[MR], c1[MR];
+  // C's rows are fetched while the k loop runs (without this, K = N = 1024 products lose about 10%).
+#pragma GCC unroll 14
+  for (int r = 0; r < MR; ++r)
+    if (r < mr) {
+      _mm_prefetch(reinterpret_cast<const char*>(C + r * ldc), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(C + r * ldc + 31), _MM_HINT_T0);
+    }
+#pragma GCC unroll 14
+  for (int r = 0; r < MR; ++r) c0[r] = c1[r] = _mm512_setzero_ps();
+  for (index_t p = 0; p < kc; ++p) {
+    const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+#pragma GCC unroll 14
+    for (int r = 0; r < MR; ++r) {
+      const __m512 ar = _mm512_set1_ps(a[r]);
+      c0[r] = _mm512_fmadd_ps(ar, b0, c0[r]);
+      c1[r] = _mm512_fmadd_ps(ar, b1, c1[r]);
+    }
+    a += MR;
+    b += NR;
+  }
+  const __mmask16 m0 = lanes(nr), m1 = lanes(nr - 16);
+  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 14
+  for (int r = 0; r < MR; ++r) {
+    if (r >= mr) break;
+    float* c = C + r * ldc;
+    if (overwrite) {
+      _mm512_mask_storeu_ps(c, m0, _mm512_mul_ps(va, c0[r]));
+      _mm512_mask_storeu_ps(c + 16, m1, _mm512_mul_ps(va, c1[r]));
+    } else {
+      _mm512_mask_storeu_ps(c, m0, _mm512_fmadd_ps(va, c0[r], _mm512_mul_ps(vb, _mm512_maskz_loadu_ps(m0, c))));
+      _mm512_mask_storeu_ps(c + 16, m1,
+                            _mm512_fmadd_ps(va, c1[r], _mm512_mul_ps(vb, _mm512_maskz_loadu_ps(m1, c + 16))));
+    }
+  }
+}
+
+// One single-threaded GEMM, row-major C[m x n] = alpha * op(A) * op(B) + beta * C (C not read when beta == 0).
+HYBRID_AVX512_TARGET inline void sgemm(bool ta, bool tb, index_t m, index_t n, index_t k, float alpha, const float* A,
+                                       index_t lda, const float* B, index_t ldb, float beta, float* C, index_t ldc) {
+  if (m <= 0 || n <= 0) return;
+  if (k <= 0) {
+    for (index_t i = 0; i < m; ++i)
+      for (index_t j = 0; j < n; ++j) C[i * ldc + j] = beta == 0.f ? 0.f : beta * C[i * ldc + j];
+    return;
+  }
+  float* pa = pack_buffer(0);
+  float* pb = pack_buffer(1);
+  const index_t kcb = kc_of(k);
+  for (index_t j0 = 0; j0 < n; j0 += NC) {
+    const index_t nc = std::min(NC, n - j0);
+    for (index_t p0 = 0; p0 < k; p0 += kcb) {
+      const index_t kc = std::min(kcb, k - p0);
+      const bool first = p0 == 0;
+      const bool overwrite = first && beta == 0.f;
+      const float beta_k = first ? beta : 1.f;
+      pack_b(tb, kc, nc, tb ? B + j0 * ldb + p0 : B + p0 * ldb + j0, ldb, pb);
+      for (index_t i0 = 0; i0 < m; i0 += MC) {
+        const index_t mc = std::min(MC, m - i0);
+        pack_a(ta, mc, kc, ta ? A + p0 * lda + i0 : A + i0 * lda + p0, lda, pa);
+        for (index_t jr = 0; jr < nc; jr += NR)
+          for (index_t ir = 0; ir < mc; ir += MR)
+            kernel(kc, pa + ir * kc, pb + jr * kc, C + (i0 + ir) * ldc + j0 + jr, ldc, std::min(MR, mc - ir),
+                   std::min(NR, nc - jr), alpha, beta_k, overwrite);
+      }
+    }
+  }
+}
+#endif
+
+// Tiles of at most 512 x 512, halved until there are 4 when the product is large (fixed by the sizes alone;
+// the results do not even depend on it, as every C element sums its K terms in one fixed order).
+struct avx512_tiling {
+  index_t mb, nb, m_tiles, n_tiles;
+  avx512_tiling(index_t M, index_t N, index_t K) {
+    mb = std::max<index_t>(M, 1);
+    nb = std::max<index_t>(N, 1);
+    const double flops = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
+    if (flops >= 4e6) {
+      mb = std::min<index_t>(mb, 512);
+      nb = std::min<index_t>(nb, 512);
+      auto count = [&] { return ((M + mb - 1) / mb) * ((N + nb - 1) / nb); };
+      while (count() < 4) {
+        if (mb >= nb && mb >= 128) mb = (mb + 1) / 2;
+        else if (nb >= 128) nb = (nb / 2 + 31) / 32 * 32;
+        else break;
+      }
+    }
+    m_tiles = (M + mb - 1) / mb;
+    n_tiles = (N + nb - 1) / nb;
+  }
+  index_t count() const { return m_tiles * n_tiles; }
+};
+
+}  // namespace avx512_detail
+
+#ifdef HYBRID_WITH_OPENBLAS
+using avx512_default_fallback = blas;
+#else
+using avx512_default_fallback = eigen;
+#endif
+
+// The AVX-512 kernel for float where the CPU has it; everything else goes to Fallback (its own tiling too).
+template <class Fallback = avx512_default_fallback>
+struct avx512_or {
+  static constexpr const char* name = "avx512";
+  using fallback = Fallback;
+  // Whether float products run the AVX-512 kernel here (false: they go to Fallback).
+  static bool active() { return avx512_detail::cpu_has_avx512(); }
+
+  template <class T>
+  static void tile(bool ta, bool tb, index_t m, index_t n, index_t k, T alpha, const T* A, index_t lda, const T* B,
+                   index_t ldb, T beta, T* C, index_t ldc) {
+#if HYBRID_GEMM_AVX512_COMPILED
+    if constexpr (std::is_same_v<T, float>) {
+      if (active()) {
+        avx512_detail::sgemm(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+      }
+    }
+#endif
+    Fallback::template tile<T>(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+  }
+
+  template <class T, class Exec = exec::default_policy>
+  static void run(bool ta, bool tb, index_t M, index_t N, index_t K, T alpha, const T* A, index_t lda, const T* B,
+                  index_t ldb, T beta, T* C, index_t ldc) {
+    if (!std::is_same_v<T, float> || !active()) {
+      Fallback::template run<T, Exec>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+      return;
+    }
+    if (M == 0 || N == 0) return;
+    const avx512_detail::avx512_tiling t(M, N, K);
+    Exec::for_each(t.count(), [&](index_t i) {
+      const index_t m0 = (i / t.n_tiles) * t.mb, n0 = (i % t.n_tiles) * t.nb;
+      const index_t m = std::min(t.mb, M - m0), n = std::min(t.nb, N - n0);
+      const T* a = ta ? A + m0 : A + m0 * lda;
+      const T* b = tb ? B + n0 * ldb : B + n0;
+      tile<T>(ta, tb, m, n, K, alpha, a, lda, b, ldb, beta, C + m0 * ldc + n0, ldc);
+    });
+  }
+};
+
+using avx512 = avx512_or<>;
+
+}  // namespace hybrid::gemm
