@@ -4,6 +4,7 @@
 #include <numeric>
 #include <vector>
 
+#include "hybrid/autodiff/keep_result.hpp"
 #include "hybrid/enc/encoder.hpp"
 #include "hybrid/layers/attention.hpp"
 #include "hybrid/layers/embedding.hpp"
@@ -124,7 +125,8 @@ class bert_model {
 
     var<T> mask;
     if (!in.attention_mask.empty()) mask = layers::additive_padding_mask<T>(in.attention_mask.span(), B, L);
-    for (const auto& block : blocks_) x = block(x, mask, rng, training);
+    // In inference each layer frees its intermediates as it ends (keep_result): memory of one layer, not all.
+    for (const auto& block : blocks_) x = keep_result([&] { return block(x, mask, rng, training); });
 
     var<T> cls = reshape(slice(x, 1, 0, 1), {B, cfg_.hidden});
     var<T> pooled = cfg_.pooler ? pooler_(cls, [](const auto& z) { return tanh(z); }, rng, training) : cls;

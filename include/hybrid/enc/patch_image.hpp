@@ -3,6 +3,7 @@
 #pragma once
 #include <vector>
 
+#include "hybrid/autodiff/keep_result.hpp"
 #include "hybrid/enc/conv_image.hpp"
 #include "hybrid/layers/transformer_block.hpp"
 
@@ -84,7 +85,7 @@ class patch_image_model {
     const var<T> cls = reshape(take_rows(reshape(cls_.use(), {1, W}), zeros), {B, 1, W});
     const var<T> e = reshape(var<T>(reshape(concat({cls, tokens}, 1), {B, L * W}) + reshape(positions_.use(), {L * W})), {B, L, W});
     var<T> x = dropout(e, cfg_.dropout, rng, training);
-    for (const auto& block : blocks_) x = block(x, rng, training);
+    for (const auto& block : blocks_) x = keep_result([&] { return block(x, rng, training); });  // see bert.hpp
     x = norm_(x);
     return {x, reshape(slice(x, 1, 0, 1), {B, W})};
   }
