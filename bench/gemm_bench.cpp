@@ -1,5 +1,5 @@
-// GEMM policies (hybrid::gemm::blas and ::eigen through Policy::run<float, Exec>) against one raw
-// cblas_sgemm call, at the transformer shapes of a linear layer's forward and backward passes.
+// GEMM policies (hybrid::gemm::blas, ::eigen and our AVX-512 kernel ::avx512, through Policy::run<float, Exec>)
+// against one raw cblas_sgemm call, at the transformer shapes of a linear layer's forward and backward passes.
 #include <cblas.h>
 #include <tbb/info.h>
 
@@ -72,7 +72,10 @@ int main(int argc, char** argv) {
   const int par = openblas_get_parallel();
   const std::string extra = cat(
       "- OpenBLAS: ", openblas_get_config(), par == 1 ? " (pthreads)" : par == 2 ? " (OpenMP)" : "",
-      "\n- oneTBB threads: ", cores, "; peak used for %pk (from peak_flops): ",
+      " (core ", openblas_get_corename(), ")\n- gemm::avx512: ",
+      gemm::avx512::active() ? "AVX-512 kernel" : cat("no AVX-512 on this CPU, runs ", gemm::avx512::fallback::name),
+      "; gemm::default_policy (", gemm::default_policy::name, ") runs ", gemm::fastest::chosen(),
+      " for float\n- oneTBB threads: ", cores, "; peak used for %pk (from peak_flops): ",
       peak1 > 0 ? cat(fixed(peak1, 1), " GFLOP/s on 1 core, ", fixed(peak_all, 1), " on ", cores)
                 : std::string("not given (pass --peak1= --peak-all=)"),
       "\n- cells: median (min) ms of >= ", rep.min_reps, " runs; xOB = our time / OpenBLAS time (lower is better)\n");
@@ -105,8 +108,10 @@ int main(int argc, char** argv) {
       {{"OpenBLAS 1T", raw_openblas},
        {"blas serial", ours<gemm::blas, exec::serial>},
        {"eigen serial", ours<gemm::eigen, exec::serial>},
+       {"avx512 serial", ours<gemm::avx512, exec::serial>},
        {"blas tbb", ours<gemm::blas, exec::tbb>},
-       {"eigen tbb", ours<gemm::eigen, exec::tbb>}},
+       {"eigen tbb", ours<gemm::eigen, exec::tbb>},
+       {"avx512 tbb", ours<gemm::avx512, exec::tbb>}},
       {{ob_all, raw_openblas}},
   };
   std::map<std::pair<std::string, std::size_t>, measurement> res;
@@ -159,10 +164,10 @@ int main(int argc, char** argv) {
     }
     t.print();
   };
-  print("One core (exec::serial, OpenBLAS 1 thread; thread CPU time)", "OpenBLAS 1T", {"blas serial", "eigen serial"},
-        peak1, true);
-  print(cat("All cores (exec::tbb, OpenBLAS ", cores, " threads; wall time)"), ob_all, {"blas tbb", "eigen tbb"},
-        peak_all, false);
+  print("One core (exec::serial, OpenBLAS 1 thread; thread CPU time)", "OpenBLAS 1T",
+        {"blas serial", "eigen serial", "avx512 serial"}, peak1, true);
+  print(cat("All cores (exec::tbb, OpenBLAS ", cores, " threads; wall time)"), ob_all,
+        {"blas tbb", "eigen tbb", "avx512 tbb"}, peak_all, false);
   std::cout << "Largest relative difference of any variant's C from one OpenBLAS call: " << worst << "\n"
             << "Peak RSS: " << fixed(peak_rss_mib(), 1) << " MiB\n\n";
   return worst < 1e-4 ? 0 : 1;

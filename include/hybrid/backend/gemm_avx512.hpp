@@ -69,26 +69,62 @@ HYBRID_AVX512_TARGET inline __mmask16 lanes(index_t n) {
   return n >= 16 ? __mmask16(0xFFFF) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1u);
 }
 
+// out[c] = column c of the 16 x 16 block whose rows are r[0..15] (r is overwritten).
+HYBRID_AVX512_TARGET inline void transpose16(__m512* r, __m512* out) {
+  // Zero-masked forms (all lanes kept): the plain ones trip GCC 12's -Wmaybe-uninitialized in its headers.
+  const __mmask16 all = 0xFFFF;
+  const __mmask8 all8 = 0xFF;
+  // Unpack pairs of rows, then pairs of pairs, then gather 128-bit lanes.
+  __m512 t[16];
+  for (int j = 0; j < 16; j += 2) {
+    t[j] = _mm512_maskz_unpacklo_ps(all, r[j], r[j + 1]);
+    t[j + 1] = _mm512_maskz_unpackhi_ps(all, r[j], r[j + 1]);
+  }
+  for (int j = 0; j < 16; j += 4) {
+    const __m512d a0 = _mm512_castps_pd(t[j]), a1 = _mm512_castps_pd(t[j + 1]);
+    const __m512d b0 = _mm512_castps_pd(t[j + 2]), b1 = _mm512_castps_pd(t[j + 3]);
+    r[j] = _mm512_castpd_ps(_mm512_maskz_unpacklo_pd(all8, a0, b0));
+    r[j + 1] = _mm512_castpd_ps(_mm512_maskz_unpackhi_pd(all8, a0, b0));
+    r[j + 2] = _mm512_castpd_ps(_mm512_maskz_unpacklo_pd(all8, a1, b1));
+    r[j + 3] = _mm512_castpd_ps(_mm512_maskz_unpackhi_pd(all8, a1, b1));
+  }
+  // r[4g + s], 128-bit lane L: rows 4g..4g+3 of column 4L + s. Gather lane L of the four groups.
+  for (int s = 0; s < 4; ++s) {
+    const __m512 t0 = _mm512_maskz_shuffle_f32x4(all, r[s], r[4 + s], 0x88),
+                 t1 = _mm512_maskz_shuffle_f32x4(all, r[8 + s], r[12 + s], 0x88);
+    const __m512 u0 = _mm512_maskz_shuffle_f32x4(all, r[s], r[4 + s], 0xDD),
+                 u1 = _mm512_maskz_shuffle_f32x4(all, r[8 + s], r[12 + s], 0xDD);
+    out[s] = _mm512_maskz_shuffle_f32x4(all, t0, t1, 0x88);
+    out[8 + s] = _mm512_maskz_shuffle_f32x4(all, t0, t1, 0xDD);
+    out[4 + s] = _mm512_maskz_shuffle_f32x4(all, u0, u1, 0x88);
+    out[12 + s] = _mm512_maskz_shuffle_f32x4(all, u0, u1, 0xDD);
+  }
+}
+
 // op(A) rows [0, m) x K range [0, kc) into panels of MR rows: panel p holds, for each k, MR values (zero padded).
 HYBRID_AVX512_TARGET inline void pack_a(bool ta, index_t m, index_t kc, const float* A, index_t lda, float* dst) {
-  for (index_t i0 = 0; i0 < m; i0 += MR) {
-    const index_t mr = std::min(MR, m - i0);
-    if (ta) {  // A stored K x M: the MR values of one k are contiguous
-      const __mmask16 ld = lanes(mr), st = lanes(MR);
-      for (index_t p = 0; p < kc; ++p)
-        _mm512_mask_storeu_ps(dst + p * MR, st, _mm512_maskz_loadu_ps(ld, A + p * lda + i0));
-    } else {  // A stored M x K: rows are contiguous in k
-      for (index_t r = 0; r < MR; ++r) {
-        float* d = dst + r;
-        if (r < mr) {
-          const float* s = A + (i0 + r) * lda;
-          for (index_t p = 0; p < kc; ++p) d[p * MR] = s[p];
-        } else {
-          for (index_t p = 0; p < kc; ++p) d[p * MR] = 0.f;
-        }
-      }
+  if (ta) {  // A stored K x M: row p of the storage holds all m values of one k; read each row once, in order
+    const __mmask16 st = lanes(MR);
+    for (index_t p = 0; p < kc; ++p) {
+      const float* s = A + p * lda;
+      for (index_t i0 = 0, q = 0; i0 < m; i0 += MR, ++q)
+        _mm512_mask_storeu_ps(dst + q * MR * kc + p * MR, st, _mm512_maskz_loadu_ps(lanes(m - i0), s + i0));
     }
-    dst += MR * kc;
+    return;
+  }
+  // A stored M x K: rows are contiguous in k; 16 k at a time through a 16 x 16 transpose.
+  const __mmask16 st = lanes(MR);
+  for (index_t i0 = 0; i0 < m; i0 += MR, dst += MR * kc) {
+    const index_t mr = std::min(MR, m - i0);
+    index_t p = 0;
+    for (; p + 16 <= kc; p += 16) {
+      __m512 r[16], out[16];
+      for (int j = 0; j < 16; ++j) r[j] = j < mr ? _mm512_loadu_ps(A + (i0 + j) * lda + p) : _mm512_setzero_ps();
+      transpose16(r, out);
+      for (int c = 0; c < 16; ++c) _mm512_mask_storeu_ps(dst + (p + c) * MR, st, out[c]);
+    }
+    for (; p < kc; ++p)
+      for (index_t r = 0; r < MR; ++r) dst[p * MR + r] = r < mr ? A[(i0 + r) * lda + p] : 0.f;
   }
 }
 
@@ -104,41 +140,14 @@ HYBRID_AVX512_TARGET inline void pack_b(bool tb, index_t kc, index_t n, const fl
         _mm512_store_ps(dst + p * NR + 16, _mm512_maskz_loadu_ps(m1, s + 16));
       }
     } else {  // B stored N x K: transpose 16 x 16 blocks in registers
-      // Zero-masked forms (all lanes kept): the plain ones trip GCC 12's -Wmaybe-uninitialized in its headers.
-      const __mmask16 all = 0xFFFF;
-      const __mmask8 all8 = 0xFF;
       index_t p = 0;
       for (; p + 16 <= kc; p += 16)
         for (index_t h = 0; h < NR; h += 16) {
           __m512 r[16];
           for (int j = 0; j < 16; ++j)
             r[j] = (j0 + h + j < n) ? _mm512_loadu_ps(B + (j0 + h + j) * ldb + p) : _mm512_setzero_ps();
-          // 16 x 16 transpose: unpack pairs, then 128-bit lane shuffles.
-          __m512 t[16];
-          for (int j = 0; j < 16; j += 2) {
-            t[j] = _mm512_maskz_unpacklo_ps(all, r[j], r[j + 1]);
-            t[j + 1] = _mm512_maskz_unpackhi_ps(all, r[j], r[j + 1]);
-          }
-          for (int j = 0; j < 16; j += 4) {
-            const __m512d a0 = _mm512_castps_pd(t[j]), a1 = _mm512_castps_pd(t[j + 1]);
-            const __m512d b0 = _mm512_castps_pd(t[j + 2]), b1 = _mm512_castps_pd(t[j + 3]);
-            r[j] = _mm512_castpd_ps(_mm512_maskz_unpacklo_pd(all8, a0, b0));
-            r[j + 1] = _mm512_castpd_ps(_mm512_maskz_unpackhi_pd(all8, a0, b0));
-            r[j + 2] = _mm512_castpd_ps(_mm512_maskz_unpacklo_pd(all8, a1, b1));
-            r[j + 3] = _mm512_castpd_ps(_mm512_maskz_unpackhi_pd(all8, a1, b1));
-          }
-          // r[4g + s], 128-bit lane L: rows 4g..4g+3 of column 4L + s. Gather lane L of the four groups.
           __m512 out[16];
-          for (int s = 0; s < 4; ++s) {
-            const __m512 t0 = _mm512_maskz_shuffle_f32x4(all, r[s], r[4 + s], 0x88),
-                         t1 = _mm512_maskz_shuffle_f32x4(all, r[8 + s], r[12 + s], 0x88);
-            const __m512 u0 = _mm512_maskz_shuffle_f32x4(all, r[s], r[4 + s], 0xDD),
-                         u1 = _mm512_maskz_shuffle_f32x4(all, r[8 + s], r[12 + s], 0xDD);
-            out[s] = _mm512_maskz_shuffle_f32x4(all, t0, t1, 0x88);
-            out[8 + s] = _mm512_maskz_shuffle_f32x4(all, t0, t1, 0xDD);
-            out[4 + s] = _mm512_maskz_shuffle_f32x4(all, u0, u1, 0x88);
-            out[12 + s] = _mm512_maskz_shuffle_f32x4(all, u0, u1, 0xDD);
-          }
+          transpose16(r, out);
           for (int c = 0; c < 16; ++c) _mm512_store_ps(dst + (p + c) * NR + h, out[c]);
         }
       for (; p < kc; ++p)
