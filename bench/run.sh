@@ -38,7 +38,8 @@ fi
 # Whole models, hybrid against PyTorch CPU: each (case, threads) in a process of its own (peak RSS per
 # configuration), hybrid and PyTorch back to back so a burst of load hits both alike; one table per case.
 run_models() {
-  local reps=7 warmup=2 threads=(1 2) results torch=1 torch_opts=()
+  local reps=7 warmup=2 threads=(1 2) results torch=1 torch_opts=() avx512=0
+  grep -qw avx512f /proc/cpuinfo && avx512=1
   if ((quick)); then reps=3 warmup=1 threads=(1) torch_opts=(--no-default-malloc); fi
   results=$(mktemp)
   # The peer: Debian's PyTorch, installed here when missing (apt-get only, as scripts/setup.sh).
@@ -60,17 +61,27 @@ run_models() {
     "PyTorch keeps freed memory (glibc MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_, MALLOC_TOP_PAD_: see"\
     "torch_models.py) except in the torch-default-malloc row; hybrid runs with glibc's defaults (its tape"\
     "arena is allocated once; the tunables leave its time unchanged and add ~55 MiB to its peak RSS);"\
-    "torch-fastpath: the encoder on nn.TransformerEncoder (fused inference kernels)"
+    "torch-fastpath: the encoder on nn.TransformerEncoder (fused inference kernels);"\
+    "*-openblas-avx512 (AVX-512 CPUs): OPENBLAS_CORETYPE=SkylakeX, OpenBLAS's AVX-512 kernels"
   echo
   local c t
   for c in $("$build/bench/model_bench" --list); do
     for t in "${threads[@]}"; do
       "$build/bench/model_bench" --case="$c" --threads="$t" --warmup="$warmup" --reps="$reps" >>"$results" ||
         echo "RESULT case=$c impl=hybrid threads=$t error=1" >>"$results"
+      # On an AVX-512 CPU, one more 1-thread row per side with OpenBLAS told to run its AVX-512 kernels
+      # (Debian's 0.3.21 runs its AVX2 ones on Zen 4/5): PyTorch's best then, and hybrid on OpenBLAS's
+      # kernel instead of its own (gemm::fastest defers to OpenBLAS when OpenBLAS runs AVX-512).
+      if ((t == 1 && avx512)); then
+        OPENBLAS_CORETYPE=SkylakeX "$build/bench/model_bench" --case="$c" --threads=1 --warmup="$warmup" \
+          --reps="$reps" --impl=hybrid-openblas-avx512 >>"$results" ||
+          echo "RESULT case=$c impl=hybrid-openblas-avx512 threads=1 error=1" >>"$results"
+      fi
       if ((torch)); then
         # The default-malloc row once per case, after the 1-thread rows.
         /usr/bin/python3 bench/torch_models.py --cases="$c" --threads="$t" --warmup="$warmup" --reps="$reps" \
-          "${torch_opts[@]}" $( ((t == 1)) || echo --no-default-malloc) >>"$results" || true
+          "${torch_opts[@]}" $( ((t == 1)) || echo --no-default-malloc) \
+          $( ((t == 1 && avx512)) && echo --openblas-avx512 || true) >>"$results" || true
       fi
     done
   done
