@@ -171,6 +171,7 @@ TEST_CASE("gemm::fastest picks the AVX-512 kernel only where OpenBLAS does not r
   const std::string chosen = gemm::fastest::chosen();
   MESSAGE("default GEMM policy for float: " << chosen << " (CPU AVX-512: " << gemm::avx512::active()
                                             << ", OpenBLAS AVX-512 kernels: " << gemm::openblas_runs_avx512() << ")");
+  CHECK(std::string(gemm::default_policy::name) == "fastest");
   if (gemm::avx512::active() && !gemm::openblas_runs_avx512()) CHECK(chosen == "avx512");
   else CHECK(chosen == std::string(gemm::fastest::fallback::name));
 }

@@ -1,5 +1,5 @@
-// Chooses the GEMM policy every matrix product uses by default: OpenBLAS when the build has it
-// (HYBRID_WITH_OPENBLAS), else Eigen; gemm::fastest (our AVX-512 kernel or that one) is opt-in. cuBLAS is opt-in.
+// Chooses the GEMM policy every matrix product uses by default (gemm::fastest, rule below): our AVX-512 kernel
+// or OpenBLAS when the build has it (HYBRID_WITH_OPENBLAS), else Eigen. cuBLAS is opt-in per call site or by macro.
 #pragma once
 #include <cctype>
 #include <string>
@@ -29,11 +29,11 @@ inline bool openblas_runs_avx512() {
 #endif
 }
 
-// float products run our AVX-512 kernel (gemm::avx512) when the CPU has AVX-512 and OpenBLAS is
+// The default. float products run our AVX-512 kernel (gemm::avx512) when the CPU has AVX-512 and OpenBLAS is
 // not already running AVX-512 kernels; everything else (double, CPUs without AVX-512, OpenBLAS with its own
 // AVX-512 kernels) goes to OpenBLAS, or to Eigen in a build without OpenBLAS. Decided once per process, at the
 // first product. Why: Debian 12's OpenBLAS 0.3.21 does not know Zen 4/5 and runs its AVX2 (Haswell) kernels
-// there; ours is 1.5 to 1.9x faster on one core (docs/performance.md, section 2). With OPENBLAS_CORETYPE=SkylakeX
+// there; ours is 1.5 to 1.9x faster on one core (docs/performance.md, 2.1). With OPENBLAS_CORETYPE=SkylakeX
 // OpenBLAS is as fast or faster, so it keeps the work.
 struct fastest {
   static constexpr const char* name = "fastest";
@@ -60,10 +60,6 @@ struct fastest {
   }
 };
 
-#ifdef HYBRID_WITH_OPENBLAS
-using default_policy = blas;
-#else
-using default_policy = eigen;
-#endif
+using default_policy = fastest;
 
 }  // namespace hybrid::gemm
