@@ -39,10 +39,15 @@ struct dropout_mask {
   template <bool Accumulate, class Exec>
   void apply(const T* src, T* dst, index_t n) const {
     const exec::row_chunks chunks(n, 1);
-    Exec::for_each(chunks.count, [&](index_t k) {
-      const auto b = static_cast<std::uint32_t>(chunks.begin(k)), e = static_cast<std::uint32_t>(chunks.end(k));
-      for (std::uint32_t i = b; i < e; ++i) {
-        const T m = mix32(mix32(i + lo) ^ hi) >= threshold ? scale : T(0);
+    // The key and scale as locals, not members read through `this`: a store to dst[i] might alias
+    // `scale` (both T), and that reload kept the compiler from vectorising the loop (one element per
+    // iteration, 12 % of a BERT training step).
+    const std::uint32_t key_lo = lo, key_hi = hi, cut = threshold;
+    const T keep = scale;
+    Exec::for_each(chunks.count, [=, &chunks](index_t k) {
+      const index_t b = chunks.begin(k), e = chunks.end(k);
+      for (index_t i = b; i < e; ++i) {
+        const T m = mix32(mix32(static_cast<std::uint32_t>(i) + key_lo) ^ key_hi) >= cut ? keep : T(0);
         if constexpr (Accumulate) dst[i] += src[i] * m;
         else dst[i] = src[i] * m;
       }
