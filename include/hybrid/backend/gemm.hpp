@@ -33,7 +33,7 @@ inline bool openblas_runs_avx512() {
 // not already running AVX-512 kernels; everything else (double, CPUs without AVX-512, OpenBLAS with its own
 // AVX-512 kernels) goes to OpenBLAS, or to Eigen in a build without OpenBLAS. Decided once per process, at the
 // first product. Why: Debian 12's OpenBLAS 0.3.21 does not know Zen 4/5 and runs its AVX2 (Haswell) kernels
-// there; ours is 1.5 to 1.9x faster on one core (docs/performance.md, 2.1). With OPENBLAS_CORETYPE=SkylakeX
+// there; ours is 1.7 to 2.1x faster on one core (docs/performance.md, 2.1). With OPENBLAS_CORETYPE=SkylakeX
 // OpenBLAS is as fast or faster, so it keeps the work.
 struct fastest {
   static constexpr const char* name = "fastest";
