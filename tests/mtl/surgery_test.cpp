@@ -96,6 +96,7 @@ TEST_CASE("representation-level MGDA (MGDA-UB): weights from the fused gradients
   for (std::size_t k = 0; k < 2; ++k) {
     tape::current().reset();
     auto out = m(b, true);
+    out.fused.retain_grad();  // an intermediate value: its adjoint is released after backward otherwise
     m.terms(out, m.losses(out, b))[k].backward();
     std::copy(out.fused.grads().begin(), out.fused.grads().end(), z.row(static_cast<index_t>(k)).data());
   }

@@ -364,14 +364,15 @@ auto evaluate(const E& expr) {
     // Row and scalar leaves sum their adjoints per chunk (chunks x cols partials each): at most 64
     // chunks keeps that traffic small; still fixed by the sizes alone.
     const exec::row_chunks chunks_b(rows, cols, std::max<index_t>(16384, cols * ((rows + 63) / 64)));
-    tp.record([e, result, chunks = chunks_b, cols]() mutable {
+    tp.record(result, [e, result, chunks = chunks_b, cols]() mutable {
       tape& t = tape::current();
       e.for_each_leaf([&](auto& leaf) {
         if (!leaf.needs_grad) return;
+        leaf.adjoint = t.adjoint(leaf.n);
         if (leaf.kind == broadcast::row) leaf.partial = t.allocate_zeroed<T>(chunks.count * cols);
         if (leaf.kind == broadcast::scalar) leaf.partial = t.allocate_zeroed<T>(chunks.count);
       });
-      const T* g = result->grad;
+      const T* g = t.adjoint(result);
       Exec::for_each(chunks.count, [&](index_t k) {
         for (index_t r = chunks.begin(k); r < chunks.end(k); ++r) detail::backprop_row<P>(e, r, cols, k, g + r * cols);
       });
@@ -380,7 +381,7 @@ auto evaluate(const E& expr) {
         if (!leaf.needs_grad || !leaf.partial) return;
         const index_t width = leaf.kind == broadcast::row ? cols : 1;
         for (index_t k = 0; k < chunks.count; ++k)
-          for (index_t c = 0; c < width; ++c) leaf.n->grad[c] += leaf.partial[k * width + c];
+          for (index_t c = 0; c < width; ++c) leaf.adjoint[c] += leaf.partial[k * width + c];
       });
     });
   }

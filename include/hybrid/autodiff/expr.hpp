@@ -32,6 +32,7 @@ struct expr_leaf : expression_base {
   node<T>* n = nullptr;
   broadcast kind = broadcast::full;
   index_t cols = 0;
+  T* adjoint = nullptr;  // n's adjoint, taken from the tape before the backward loop (which is parallel)
   T* partial = nullptr;  // per-chunk sums for row/scalar leaves during backward
   bool needs_grad = false;
   // Row cursor set by bind_row(): the loops over columns see no broadcast kind, only "load or splat".
@@ -39,7 +40,7 @@ struct expr_leaf : expression_base {
   T* g = nullptr;        // where this row's adjoint goes: a grad row, a partial row, or one number
   bool splat = false;
 
-  explicit expr_leaf(node<T>* node_) : n(node_), needs_grad(node_->grad != nullptr) {}
+  explicit expr_leaf(node<T>* node_) : n(node_), needs_grad(node_->needs_grad) {}
 
   template <class F>
   void for_each_leaf(F&& f) {
@@ -52,9 +53,9 @@ struct expr_leaf : expression_base {
   void bind_row(index_t r, index_t chunk) {
     splat = kind == broadcast::column || kind == broadcast::scalar;
     switch (kind) {
-      case broadcast::full: v = n->value + r * cols; g = n->grad ? n->grad + r * cols : nullptr; break;
+      case broadcast::full: v = n->value + r * cols; g = adjoint ? adjoint + r * cols : nullptr; break;
       case broadcast::row: v = n->value; g = partial ? partial + chunk * cols : nullptr; break;
-      case broadcast::column: v = n->value + r; g = n->grad ? n->grad + r : nullptr; break;
+      case broadcast::column: v = n->value + r; g = adjoint ? adjoint + r : nullptr; break;
       default: v = n->value; g = partial ? partial + chunk : nullptr; break;
     }
   }

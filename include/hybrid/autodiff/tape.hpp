@@ -1,6 +1,8 @@
-// The reverse-mode tape: an arena of value/adjoint buffers plus a list of backward callbacks.
+// The reverse-mode tape: an arena of values, lazily allocated adjoints and backward callbacks.
 // One tape per thread; it resets itself at the first allocation after a backward pass.
 #pragma once
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -14,30 +16,59 @@
 
 namespace hybrid {
 
+namespace detail {
+// One adjoint handed out by the tape: zero_adjoints() zeroes it, rewind() detaches it from its node
+// (the buffer may lie above the mark), and release() marks it dead (data null) when the buffer returns
+// to the free list.
+struct adjoint_record {
+  adjoint_record* previous;
+  void* owner;
+  void* data;
+  std::size_t bytes;
+  void (*detach)(void* owner);
+};
+}  // namespace detail
+
 // A value on the tape: buffers live in the arena (derived values) or in a parameter (leaves).
-// `grad` is null when nothing upstream needs a gradient. Nodes own no memory.
+// A derived value records only THAT it needs a gradient; its adjoint is allocated by tape::adjoint()
+// when the first contribution arrives in backward, and released once its producer's callback has run.
+// A view (reshape, contiguous slice) has no adjoint of its own: it reads `base`'s from `offset` on.
+// Nodes own no memory.
 template <class T>
 struct node {
   T* value = nullptr;
-  T* grad = nullptr;
+  T* grad = nullptr;  // the adjoint: bound for leaves, allocated lazily for derived values
   hybrid::shape shape;
+  node* base = nullptr;
+  index_t offset = 0;
+  detail::adjoint_record* adjoint_record = nullptr;
+  bool needs_grad = false;
+  bool retain_grad = false;  // keep the adjoint after backward (var::retain_grad)
+  bool released = false;     // the adjoint was consumed and given back: nothing may read it again
 };
 
 // Backward callbacks are stored in the arena and never destroyed, so they must hold only
 // pointers, shapes and numbers: that is what keeps a step free of heap allocations.
+class tape;
 struct tape_entry {
   tape_entry* previous = nullptr;
+  // Whether some output got an adjoint: an entry nothing downstream contributed to is skipped
+  // (forward passes never followed by backward, heads without labels).
+  virtual bool live() const = 0;
   virtual void backward() = 0;
+  virtual void release_outputs(tape& t) = 0;
 
  protected:
   ~tape_entry() = default;
 };
 
 class tape {
-  struct adjoint_record {
-    adjoint_record* previous;
-    void* data;
+  using adjoint_record = detail::adjoint_record;
+  // Released adjoints of one rounded byte size, linked through their own first bytes.
+  struct free_bin {
+    free_bin* next;
     std::size_t bytes;
+    void* head;
   };
 
  public:
@@ -79,19 +110,14 @@ class tape {
     return p;
   }
 
-  // A new derived value; its adjoint exists only when `needs_grad` and the tape is recording.
+  // A new derived value; no adjoint yet, only whether it needs one (when recording).
   template <class T>
   node<T>* make_node(const hybrid::shape& s, bool needs_grad) {
     auto* n = new (allocate_bytes(sizeof(node<T>))) node<T>{};
     n->shape = s;
     n->value = allocate<T>(s.numel());
+    n->needs_grad = needs_grad && recording_;
     if (poison_) std::fill_n(n->value, s.numel(), std::numeric_limits<T>::quiet_NaN());
-    if (needs_grad && recording_) {
-      n->grad = allocate_zeroed<T>(s.numel());
-      auto* r = new (allocate_bytes(sizeof(adjoint_record))) adjoint_record{adjoints_, n->grad,
-                                                                          static_cast<std::size_t>(s.numel()) * sizeof(T)};
-      adjoints_ = r;
-    }
     return n;
   }
   // A leaf bound to storage owned elsewhere (a parameter's value and gradient).
@@ -100,42 +126,107 @@ class tape {
     auto* n = new (allocate_bytes(sizeof(node<T>))) node<T>{};
     n->value = value;
     n->grad = recording_ ? grad : nullptr;
+    n->needs_grad = n->grad != nullptr;
     n->shape = s;
     return n;
   }
+  // `x`'s buffers from `offset` on, seen with shape `s`: no copy and no tape entry, a gradient added
+  // to the view lands in x's adjoint.
+  template <class T>
+  node<T>* make_view(node<T>* x, index_t offset, const hybrid::shape& s) {
+    auto* n = new (allocate_bytes(sizeof(node<T>))) node<T>{};
+    n->value = x->value + offset;
+    n->shape = s;
+    if (recording_ && x->needs_grad) {
+      n->needs_grad = true;
+      n->base = x->base ? x->base : x;
+      n->offset = x->offset + offset;
+    }
+    return n;
+  }
 
-  // Records `f` to run during the backward pass (Stan's reverse_pass_callback).
-  template <class F>
-  void record(F&& f) {
+  // The adjoint of `n` for a backward callback to read or accumulate into: allocated (zeroed) at the
+  // first call, null when `n` needs no gradient, was released, or the tape is spent. Not thread-safe:
+  // callbacks take their pointers before their parallel loops.
+  template <class T>
+  T* adjoint(node<T>* n) {
+    if (n->base) {
+      T* b = adjoint(n->base);
+      return b ? b + n->offset : nullptr;
+    }
+    if (n->grad || !n->needs_grad || n->released || spent_) return n->grad;
+    const std::size_t bytes = static_cast<std::size_t>(n->shape.numel()) * sizeof(T);
+    void* p = take_free(bytes);
+    if (!p) p = arena_.allocate(bytes);
+    std::memset(p, 0, bytes);
+    n->grad = static_cast<T*>(p);
+    adjoints_ = n->adjoint_record = new (arena_.allocate(sizeof(adjoint_record)))
+        adjoint_record{adjoints_, n, p, bytes, [](void* o) { static_cast<node<T>*>(o)->grad = nullptr; }};
+    return n->grad;
+  }
+  // The adjoint if it exists, never allocating (for reading gradients).
+  template <class T>
+  T* existing_adjoint(const node<T>* n) const {
+    if (n->base) {
+      T* b = existing_adjoint(n->base);
+      return b ? b + n->offset : nullptr;
+    }
+    return n->grad;
+  }
+
+  // Records `f` to run during the backward pass (Stan's reverse_pass_callback). `outputs` are the
+  // values whose adjoints `f` reads: when none of them got one, `f` is skipped.
+  template <class T, class F>
+  void record(node<T>* output, F&& f) {
+    record(std::array<node<T>*, 1>{output}, std::forward<F>(f));
+  }
+  template <class T, std::size_t N, class F>
+  void record(const std::array<node<T>*, N>& outputs, F&& f) {
     using fn = std::decay_t<F>;
     static_assert(std::is_trivially_destructible_v<fn>,
                   "tape::record: a backward callback may capture only pointers, shapes and numbers");
     struct entry final : tape_entry {
-      explicit entry(fn&& g) : f(std::move(g)) {}
+      entry(const std::array<node<T>*, N>& o, fn&& g) : out(o), f(std::move(g)) {}
+      bool live() const override {
+        for (node<T>* o : out)
+          if (o->grad) return true;
+        return false;
+      }
       void backward() override { f(); }
+      void release_outputs(tape& t) override {
+        for (node<T>* o : out) t.release(o);
+      }
+      std::array<node<T>*, N> out;
       fn f;
     };
     if (!recording_) return;
-    auto* e = new (allocate_bytes(sizeof(entry))) entry(fn(std::forward<F>(f)));
+    auto* e = new (allocate_bytes(sizeof(entry))) entry(outputs, fn(std::forward<F>(f)));
     e->previous = head_;
     head_ = e;
     ++entries_;
   }
 
-  // Runs every recorded callback in reverse order; the caller has seeded the output adjoint.
+  // Runs the recorded callbacks in reverse order; the caller has seeded the output adjoint.
   // Afterwards the tape is "spent": values stay readable until the next allocation resets it.
   // With `retain`, the tape stays live for another backward pass (per-task gradients in multi-task
   // learning: one forward, K backward passes, zero_adjoints() in between).
   void run_backward(bool retain = false) { run_backward_until(mark{}, retain); }
   // Runs only the callbacks recorded after `m`: a backward pass through the part of the graph built
-  // after the mark (e.g. the task heads above a shared representation).
+  // after the mark (e.g. the task heads above a shared representation). Without `retain`, an entry's
+  // outputs' adjoints are released after its callback ran: every consumer was recorded later, so has
+  // run already; their buffers serve the adjoints allocated further down.
   void run_backward_until(const mark& m, bool retain = false) {
-    for (tape_entry* e = head_; e && e != m.head; e = e->previous) e->backward();
+    for (tape_entry* e = head_; e && e != m.head; e = e->previous) {
+      if (!e->live()) continue;
+      e->backward();
+      if (!retain) e->release_outputs(*this);
+    }
     if (!retain) spent_ = true;
   }
   // Zeroes the adjoint of every derived value on the tape (parameters' gradients are left alone).
   void zero_adjoints() {
-    for (adjoint_record* r = adjoints_; r; r = r->previous) std::memset(r->data, 0, r->bytes);
+    for (adjoint_record* r = adjoints_; r; r = r->previous)
+      if (r->data) std::memset(r->data, 0, r->bytes);
   }
 
   // A position to rewind to; a spent tape is reset first so the mark stays meaningful.
@@ -143,7 +234,26 @@ class tape {
     if (spent_) reset();
     return {arena_.position(), head_, entries_, adjoints_};
   }
+  // Adjoints handed out after the mark may lie above it: their nodes forget them (a node made before
+  // the mark gets a fresh one if asked again). Callbacks that rewind scratch (conv) take their adjoints
+  // before their tape_scope.
   void rewind(const mark& m) {
+    for (adjoint_record* r = adjoints_; r && r != m.adjoints; r = r->previous)
+      if (r->data) r->detach(r->owner);
+    // Free bins and buffers above the mark are dropped (bins below it keep their other buffers).
+    free_bin** link = &free_;
+    while (free_bin* b = *link) {
+      if (arena_.after(m.memory, b)) {
+        *link = b->next;
+        continue;
+      }
+      void** at = &b->head;
+      while (*at) {
+        if (arena_.after(m.memory, *at)) *at = *static_cast<void**>(*at);
+        else at = static_cast<void**>(*at);
+      }
+      link = &b->next;
+    }
     arena_.rewind(m.memory);
     head_ = m.head;
     entries_ = m.entries;
@@ -153,6 +263,7 @@ class tape {
     arena_.reset();
     head_ = nullptr;
     adjoints_ = nullptr;
+    free_ = nullptr;
     entries_ = 0;
     spent_ = false;
   }
@@ -161,9 +272,43 @@ class tape {
   const hybrid::arena& memory() const { return arena_; }
 
  private:
+  // The adjoint of a value whose producer has run goes back to the free list (retained ones stay).
+  template <class T>
+  void release(node<T>* n) {
+    if (n->retain_grad || !n->needs_grad) return;
+    n->released = true;
+    if (!n->grad || !n->adjoint_record) return;
+    adjoint_record* r = n->adjoint_record;
+    give_free(r->data, r->bytes);
+    r->data = nullptr;
+    n->grad = nullptr;
+  }
+  static std::size_t bin_bytes(std::size_t bytes) {
+    return (std::max<std::size_t>(bytes, 1) + buffer_alignment - 1) / buffer_alignment * buffer_alignment;
+  }
+  void give_free(void* p, std::size_t bytes) {
+    bytes = bin_bytes(bytes);
+    free_bin* b = free_;
+    while (b && b->bytes != bytes) b = b->next;
+    if (!b) free_ = b = new (arena_.allocate(sizeof(free_bin))) free_bin{free_, bytes, nullptr};
+    *static_cast<void**>(p) = b->head;
+    b->head = p;
+  }
+  void* take_free(std::size_t bytes) {
+    bytes = bin_bytes(bytes);
+    for (free_bin* b = free_; b; b = b->next)
+      if (b->bytes == bytes && b->head) {
+        void* p = b->head;
+        b->head = *static_cast<void**>(p);
+        return p;
+      }
+    return nullptr;
+  }
+
   hybrid::arena arena_;
   tape_entry* head_ = nullptr;
   adjoint_record* adjoints_ = nullptr;
+  free_bin* free_ = nullptr;
   std::size_t entries_ = 0;
   bool recording_ = true;
   bool poison_ = false;

@@ -30,14 +30,24 @@ class var {
   index_t numel() const { return node_->shape.numel(); }
   index_t dim(int axis) const { return node_->shape.dim(axis); }
   int rank() const { return node_->shape.rank(); }
-  bool requires_grad() const { return node_->grad != nullptr; }
+  bool requires_grad() const { return node_->needs_grad; }
   bool valid() const { return node_ != nullptr; }
 
   T* data() const { return node_->value; }
-  T* grad_data() const { return node_->grad; }
+  // The adjoint to write into (a seed, an upstream gradient): allocated at the first call; null when no
+  // gradient is needed, after the adjoint was released, or on a spent tape.
+  T* grad_data() const { return tape::current().adjoint(node_); }
   std::span<const T> values() const { return {node_->value, static_cast<std::size_t>(numel())}; }
+  // The gradient as it stands; empty when none arrived. After a backward pass only leaves' (parameters')
+  // and retain_grad() values' gradients are kept: the others were released as soon as they were consumed.
   std::span<const T> grads() const {
-    return {node_->grad, node_->grad ? static_cast<std::size_t>(numel()) : std::size_t{0}};
+    const T* g = tape::current().existing_adjoint(node_);
+    return {g, g ? static_cast<std::size_t>(numel()) : std::size_t{0}};
+  }
+  // Keeps this intermediate value's adjoint readable after backward (PyTorch's retain_grad).
+  const var& retain_grad() const {
+    (node_->base ? node_->base : node_)->retain_grad = true;
+    return *this;
   }
   T operator[](index_t i) const { return node_->value[i]; }
   T item() const {
@@ -56,7 +66,9 @@ class var {
     if (numel() != 1) throw shape_error("backward: the loss must have one element, shape is " + shape().str());
     if (!requires_grad())
       throw std::logic_error("backward: the loss does not depend on anything that requires a gradient");
-    node_->grad[0] += T(1);
+    T* seed = tape::current().adjoint(node_);
+    if (!seed) throw std::logic_error("backward: the tape was spent by an earlier backward pass (backward(true) retains it)");
+    seed[0] += T(1);
     tape::current().run_backward(retain);
   }
 

@@ -55,6 +55,15 @@ class arena {
     current_ = m.block;
     used_ = m.used;
   }
+  // Whether `p` (memory of this arena) was handed out after `m`, so a rewind to `m` takes it back.
+  bool after(mark m, const void* p) const {
+    const auto* b = static_cast<const std::byte*>(p);
+    for (std::size_t i = 0; i < blocks_.size(); ++i) {
+      const std::byte* d = blocks_[i].data.get();
+      if (b >= d && b < d + blocks_[i].size) return i > m.block || (i == m.block && std::size_t(b - d) >= m.used);
+    }
+    return false;
+  }
   // Rewinds to empty; when a step needed several blocks, they are merged into one so the next
   // step fits in a single block and allocates nothing.
   void reset() {

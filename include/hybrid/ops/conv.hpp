@@ -139,10 +139,13 @@ var<T> conv_forward(const conv_geometry g, const hybrid::shape& out_shape, const
   if (!needs_grad) return out;
 
   node<T>*nx = x.get(), *nw = w.get(), *nb = bias.valid() ? bias.get() : nullptr, *ny = out.get();
-  tp.record([=] {
+  tp.record(ny, [=] {
     tape& t = tape::current();
+    // The adjoints first: the scratch scope's rewind would take back any allocated after its mark.
+    const T* gy = t.adjoint(ny);
+    T *gw = t.adjoint(nw), *gx = t.adjoint(nx), *gb = nb ? t.adjoint(nb) : nullptr;
     tape_scope scratch;
-    const bool dw = nw->grad != nullptr, dx = nx->grad != nullptr, db = nb && nb->grad;
+    const bool dw = gw != nullptr, dx = gx != nullptr, db = gb != nullptr;
     // Per chunk: the output gradient as [O, n*P], im2col (recomputed, never stored), and partial
     // weight / bias gradients summed afterwards in chunk order, so results never depend on threads.
     T* dprod = t.allocate<T>(g.B * Pn * g.O);
@@ -154,7 +157,7 @@ var<T> conv_forward(const conv_geometry g, const hybrid::shape& out_shape, const
       const index_t b0 = k * per, n = std::min(per, g.B - b0), N = n * Pn;
       T* dp = dprod + b0 * Pn * g.O;
       for (index_t i = 0; i < n; ++i)
-        for (index_t o = 0; o < g.O; ++o) std::copy_n(ny->grad + ((b0 + i) * g.O + o) * Pn, Pn, dp + o * N + i * Pn);
+        for (index_t o = 0; o < g.O; ++o) std::copy_n(gy + ((b0 + i) * g.O + o) * Pn, Pn, dp + o * N + i * Pn);
       if (db)
         for (index_t o = 0; o < g.O; ++o) db_part[k * g.O + o] = rowwise::sum<P>(dp + o * N, N);
       if (!col) return;
@@ -164,22 +167,22 @@ var<T> conv_forward(const conv_geometry g, const hybrid::shape& out_shape, const
           im2col_pass<false, T>(g, nx->value + (b0 + i) * g.C * g.H * g.W, c + i * Pn, N);
         // dW = dY col^T: this chunk's share, or straight into the gradient when there is one chunk.
         conv_gemm<Gemm, Exec>(!partial, false, true, g.O, K, N, dp, N, c, N, partial ? T(0) : T(1),
-                              partial ? dw_part + k * g.O * K : nw->grad, K);
+                              partial ? dw_part + k * g.O * K : gw, K);
       }
       if (dx) {
         // dcol = W^T dY, then col2im into this chunk's own images (disjoint across chunks).
         conv_gemm<Gemm, Exec>(!partial, true, false, K, N, g.O, nw->value, K, dp, N, T(0), c, N);
-        for (index_t i = 0; i < n; ++i) im2col_pass<true, T>(g, nx->grad + (b0 + i) * g.C * g.H * g.W, c + i * Pn, N);
+        for (index_t i = 0; i < n; ++i) im2col_pass<true, T>(g, gx + (b0 + i) * g.C * g.H * g.W, c + i * Pn, N);
       }
     });
     if (db)
       for (index_t k = 0; k < chunks; ++k)
-        for (index_t o = 0; o < g.O; ++o) nb->grad[o] += db_part[k * g.O + o];
+        for (index_t o = 0; o < g.O; ++o) gb[o] += db_part[k * g.O + o];
     if (dw_part) {
       const exec::row_chunks rc(g.O, K);
       Exec::for_each(rc.count, [&](index_t r) {
         for (index_t k = 0; k < chunks; ++k)
-          for (index_t i = rc.begin(r) * K; i < rc.end(r) * K; ++i) nw->grad[i] += dw_part[k * g.O * K + i];
+          for (index_t i = rc.begin(r) * K; i < rc.end(r) * K; ++i) gw[i] += dw_part[k * g.O * K + i];
       });
     }
   });

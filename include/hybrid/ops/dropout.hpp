@@ -83,7 +83,10 @@ var<T> dropout(const var<T>& x, double p, dropout_rng& rng, bool training = true
   mask.template apply<false, Exec>(x.data(), out.data(), n);
   if (!needs_grad) return out;
   node<T>*nx = x.get(), *ny = out.get();
-  tape::current().record([=] { mask.template apply<true, Exec>(ny->grad, nx->grad, n); });
+  tape::current().record(ny, [=] {
+    tape& t = tape::current();
+    mask.template apply<true, Exec>(t.adjoint(ny), t.adjoint(nx), n);
+  });
   return out;
 }
 

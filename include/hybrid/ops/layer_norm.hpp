@@ -113,18 +113,20 @@ var<T> normalize(const char* op, const var<T>& x, const var<T>& gamma, const var
   if (!needs_grad) return out;
 
   node<T>*nx = x.get(), *ng = gamma.get(), *nb = beta ? beta->get() : nullptr, *ny = out.get();
-  tp.record([=] {
+  tp.record(ny, [=] {
     tape& t = tape::current();
+    const T* gy = t.adjoint(ny);
+    T *gx = t.adjoint(nx), *gg = t.adjoint(ng), *gb = nb ? t.adjoint(nb) : nullptr;
     // gamma and beta sum over rows: per-chunk partials, folded in chunk order (thread-count free).
-    T* dgamma = ng->grad ? t.allocate_zeroed<T>(chunks.count * cols) : nullptr;
-    T* dbeta = nb && nb->grad ? t.allocate_zeroed<T>(chunks.count * cols) : nullptr;
+    T* dgamma = gg ? t.allocate_zeroed<T>(chunks.count * cols) : nullptr;
+    T* dbeta = gb ? t.allocate_zeroed<T>(chunks.count * cols) : nullptr;
     Exec::for_each(chunks.count, [&](index_t k) {
-      normalize_backward<P>(a, ny->grad, nx->grad, dgamma ? dgamma + k * cols : nullptr,
+      normalize_backward<P>(a, gy, gx, dgamma ? dgamma + k * cols : nullptr,
                             dbeta ? dbeta + k * cols : nullptr, chunks.begin(k), chunks.end(k));
     });
     for (index_t k = 0; k < chunks.count; ++k) {
-      if (dgamma) rowwise::accumulate<P>(cols, dgamma + k * cols, ng->grad);
-      if (dbeta) rowwise::accumulate<P>(cols, dbeta + k * cols, nb->grad);
+      if (dgamma) rowwise::accumulate<P>(cols, dgamma + k * cols, gg);
+      if (dbeta) rowwise::accumulate<P>(cols, dbeta + k * cols, gb);
     }
   });
   return out;

@@ -102,15 +102,17 @@ var<T> pointwise_loss(const char* op, const var<T>& x, const var<T>& y, F f, red
   if (!needs_grad) return out;
 
   node<T>*nx = x.get(), *ny = y.get(), *no = out.get();
-  tp.record([=] {
-    const T* g = no->grad;
+  tp.record(no, [=] {
+    tape& t = tape::current();
+    const T* g = t.adjoint(no);
+    T *gx = t.adjoint(nx), *gy = t.adjoint(ny);
     Exec::for_each(chunks.count, [&](index_t k) {
       for (index_t r = chunks.begin(k); r < chunks.end(k); ++r)
         for (index_t c = 0, i = r * cols; c < cols; ++c, ++i) {
           const T gi = red == reduction::none ? g[i] : g[0] * scale;
           const auto [dx, dy] = f.grad(nx->value[i], ny->value[i], c);
-          if (nx->grad) nx->grad[i] += gi * dx;
-          if (ny->grad) ny->grad[i] += gi * dy;
+          if (gx) gx[i] += gi * dx;
+          if (gy) gy[i] += gi * dy;
         }
     });
   });
@@ -236,14 +238,16 @@ var<T> cross_entropy(const var<T>& logits, std::span<const std::int32_t> targets
   if (!needs_grad) return out;
 
   node<T>*nx = logits.get(), *no = out.get();
-  tp.record([=] {
-    const T* g = no->grad;
+  tp.record(no, [=] {
+    tape& t = tape::current();
+    const T* g = t.adjoint(no);
+    T* gx = t.adjoint(nx);
     Exec::for_each(chunks.count, [&](index_t k) {
       for (index_t r = chunks.begin(k); r < chunks.end(k); ++r) {
         if (skipped(tg[r], w, r)) continue;
         T gr = red == reduction::none ? g[r] : g[0] * scale;
         if (w) gr *= w[r];
-        T* dx = nx->grad + r * C;
+        T* dx = gx + r * C;
         loss_detail::add_softmax_grad<P>(nx->value + r * C, dx, C, lse[r], gr, eps / T(C));
         dx[tg[r]] -= gr * keep;
       }

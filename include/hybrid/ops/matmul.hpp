@@ -49,8 +49,10 @@ var<T> matmul(const var<T>& a, const var<T>& b, transpose_flags t = {}) {
   if (!needs_grad) return out;
 
   node<T>*na = a.get(), *nb = b.get(), *nc = out.get();
-  tape::current().record([=] {
-    const T* dc = nc->grad;
+  tape::current().record(nc, [=] {
+    tape& tp = tape::current();
+    const T* dc = tp.adjoint(nc);
+    T *ga = tp.adjoint(na), *gb = tp.adjoint(nb);
     auto grad_a = [&](const T* A, const T* B, const T* dC, T* dA, index_t m) {
       (void)A;
       // C = op(A) op(B):  dA = dC op(B)^T, or its transpose when A is stored transposed.
@@ -63,19 +65,19 @@ var<T> matmul(const var<T>& a, const var<T>& b, transpose_flags t = {}) {
     };
     if (batch == 1) {
       // One big product each: let the policy tile it across threads.
-      if (na->grad) {
-        if (!t.a) Gemm::template run<T, Exec>(false, !t.b, Mf, K, N, T(1), dc, ldc, nb->value, ldb, T(1), na->grad, lda);
-        else Gemm::template run<T, Exec>(t.b, true, K, Mf, N, T(1), nb->value, ldb, dc, ldc, T(1), na->grad, lda);
+      if (ga) {
+        if (!t.a) Gemm::template run<T, Exec>(false, !t.b, Mf, K, N, T(1), dc, ldc, nb->value, ldb, T(1), ga, lda);
+        else Gemm::template run<T, Exec>(t.b, true, K, Mf, N, T(1), nb->value, ldb, dc, ldc, T(1), ga, lda);
       }
-      if (nb->grad) {
-        if (!t.b) Gemm::template run<T, Exec>(!t.a, false, K, N, Mf, T(1), na->value, lda, dc, ldc, T(1), nb->grad, ldb);
-        else Gemm::template run<T, Exec>(true, t.a, N, K, Mf, T(1), dc, ldc, na->value, lda, T(1), nb->grad, ldb);
+      if (gb) {
+        if (!t.b) Gemm::template run<T, Exec>(!t.a, false, K, N, Mf, T(1), na->value, lda, dc, ldc, T(1), gb, ldb);
+        else Gemm::template run<T, Exec>(true, t.a, N, K, Mf, T(1), dc, ldc, na->value, lda, T(1), gb, ldb);
       }
       return;
     }
     Exec::for_each(batch, [&](index_t i) {
-      if (na->grad) grad_a(na->value + i * a_step, nb->value + i * b_step, dc + i * c_step, na->grad + i * a_step, M);
-      if (nb->grad) grad_b(na->value + i * a_step, dc + i * c_step, nb->grad + i * b_step, M);
+      if (ga) grad_a(na->value + i * a_step, nb->value + i * b_step, dc + i * c_step, ga + i * a_step, M);
+      if (gb) grad_b(na->value + i * a_step, dc + i * c_step, gb + i * b_step, M);
     });
   });
   return out;

@@ -70,12 +70,15 @@ var<T> pool(const pool_geometry g, const hybrid::shape& out_shape, const var<T>&
   });
   if (!needs_grad) return out;
   node<T>*nx = x.get(), *ny = out.get();
-  tape::current().record([=] {
+  tape::current().record(ny, [=] {
+    tape& t = tape::current();
+    T* const gx = t.adjoint(nx);
+    const T* const gy = t.adjoint(ny);
     // Planes are disjoint; inside one plane overlapping windows add in a fixed order.
     Exec::for_each(chunks.count, [&](index_t k) {
       for (index_t pl = chunks.begin(k); pl < chunks.end(k); ++pl) {
-        T* dx = nx->grad + pl * in_plane;
-        const T* dy = ny->grad + pl * out_plane;
+        T* dx = gx + pl * in_plane;
+        const T* dy = gy + pl * out_plane;
         for (index_t oh = 0; oh < g.Ho; ++oh)
           for (index_t ow = 0; ow < g.Wo; ++ow) {
             const index_t o = oh * g.Wo + ow;

@@ -187,9 +187,12 @@ var<T> scaled_sum(const char* op, const var<T>& x, int axis, bool keepdim, bool 
   });
   if (!needs_grad) return out;
   node<T>*nx = x.get(), *ny = out.get();
-  tape::current().record([=] {
+  tape::current().record(ny, [=] {
+    tape& t = tape::current();
+    const T* gy = t.adjoint(ny);
+    T* gx = t.adjoint(nx);
     for_each_slice_block<Exec>(v, [&](index_t o0, index_t o1, index_t i0, index_t i1) {
-      spread_block<P>(ny->grad, nx->grad, v, scale, o0, o1, i0, i1);
+      spread_block<P>(gy, gx, v, scale, o0, o1, i0, i1);
     });
   });
   return out;
@@ -237,11 +240,13 @@ var<T> max_over(const var<T>& x, int axis, bool keepdim = false) {
   });
   if (!needs_grad) return out;
   node<T>*nx = x.get(), *ny = out.get();
-  tape::current().record([=] {
+  tape::current().record(ny, [=] {
+    tape& t = tape::current();
+    const T* gy = t.adjoint(ny);
+    T* gx = t.adjoint(nx);
     detail::for_each_slice_block<Exec>(v, [&](index_t o0, index_t o1, index_t i0, index_t i1) {
       for (index_t o = o0; o < o1; ++o)
-        for (index_t i = i0; i < i1; ++i)
-          nx->grad[(o * v.n + where[o * v.inner + i]) * v.inner + i] += ny->grad[o * v.inner + i];
+        for (index_t i = i0; i < i1; ++i) gx[(o * v.n + where[o * v.inner + i]) * v.inner + i] += gy[o * v.inner + i];
     });
   });
   return out;
@@ -271,9 +276,11 @@ var<T> scaled_total(const var<T>& x, bool average) {
   out.data()[0] = scale * total;
   if (!needs_grad) return out;
   node<T>*nx = x.get(), *ny = out.get();
-  tp.record([=] {
-    const T s = scale * ny->grad[0];
-    Exec::for_each(chunks, [&](index_t k) { rowwise::add<P>(std::min(grain, n - k * grain), s, nx->grad + k * grain); });
+  tp.record(ny, [=] {
+    tape& t = tape::current();
+    const T s = scale * t.adjoint(ny)[0];
+    T* gx = t.adjoint(nx);
+    Exec::for_each(chunks, [&](index_t k) { rowwise::add<P>(std::min(grain, n - k * grain), s, gx + k * grain); });
   });
   return out;
 }

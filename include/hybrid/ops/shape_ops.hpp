@@ -16,12 +16,11 @@
 namespace hybrid {
 
 namespace detail {
-// A node over x's own buffers (from `offset` on): a gradient added to it lands in x's gradient, so no
-// tape entry is needed. make_leaf drops the gradient when the tape is not recording.
+// A node over x's own buffers (from `offset` on): a gradient added to it lands in x's adjoint, so no
+// tape entry is needed (see tape::make_view).
 template <class T>
 var<T> view_of(const var<T>& x, index_t offset, const hybrid::shape& s) {
-  T* grad = x.grad_data() ? x.grad_data() + offset : nullptr;
-  return var<T>(tape::current().make_leaf<T>(x.data() + offset, grad, s));
+  return var<T>(tape::current().make_view<T>(x.get(), offset, s));
 }
 
 // Products of the dimensions before and after `axis`: every op here sees x as [outer, dim(axis), inner].
@@ -215,15 +214,15 @@ var<T> gather_rows(const char* op, const var<T>& x, std::span<const std::int32_t
     if (ids[static_cast<std::size_t>(n)] != skip)
       keys[kept++] = static_cast<std::uint64_t>(ids[static_cast<std::size_t>(n)]) << 32 | static_cast<std::uint64_t>(n);
   node<T>*nx = x.get(), *ny = out.get();
-  tape::current().record([=] {
+  tape::current().record(ny, [=] {
     std::sort(keys, keys + kept);  // keys are unique: the order is fully determined
     index_t* group = tape::current().allocate<index_t>(kept + 1);  // start of each run of one id
     index_t groups = 0;
     for (index_t i = 0; i < kept; ++i)
       if (i == 0 || keys[i] >> 32 != keys[i - 1] >> 32) group[groups++] = i;
     group[groups] = kept;
-    const T* g = ny->grad;
-    T* gx = nx->grad;
+    const T* g = tape::current().adjoint(ny);
+    T* gx = tape::current().adjoint(nx);
     // Any chunking gives the same bits (a group is summed in one fixed order); size chunks by the
     // average group so a few frequent ids still spread across tasks.
     const exec::row_chunks gc(groups, W * std::max<index_t>(1, kept / std::max<index_t>(groups, 1)));
@@ -279,11 +278,13 @@ var<T> concat(std::span<const var<T>> xs, int axis) {
   node<T>** nodes = tape::current().allocate<node<T>*>(n);
   for (index_t i = 0; i < n; ++i) nodes[i] = xs[static_cast<std::size_t>(i)].get();
   node<T>* ny = out.get();
-  tape::current().record([=] {
+  tape::current().record(ny, [=] {
+    tape& t = tape::current();
+    const T* gy = t.adjoint(ny);
     index_t off = 0;
     for (index_t i = 0; i < n; ++i) {
       const index_t len = nodes[i]->shape[ax] * inner;
-      if (nodes[i]->grad) detail::copy_blocks<true, Exec>(ny->grad + off, row, nodes[i]->grad, len, outer, len);
+      if (T* gx = t.adjoint(nodes[i])) detail::copy_blocks<true, Exec>(gy + off, row, gx, len, outer, len);
       off += len;
     }
   });
@@ -316,8 +317,9 @@ var<T> slice(const var<T>& x, int axis, index_t start, index_t length) {
   detail::copy_blocks<false, Exec>(x.data() + start * inner, src_row, out.data(), len, outer, len);
   if (!needs_grad) return out;
   node<T>*nx = x.get(), *ny = out.get();
-  tape::current().record([=] {
-    detail::copy_blocks<true, Exec>(ny->grad, len, nx->grad + start * inner, src_row, outer, len);
+  tape::current().record(ny, [=] {
+    tape& t = tape::current();
+    detail::copy_blocks<true, Exec>(t.adjoint(ny), len, t.adjoint(nx) + start * inner, src_row, outer, len);
   });
   return out;
 }
@@ -352,8 +354,9 @@ var<T> permute(const var<T>& x, std::span<const int> perm) {
   detail::permute_copy<false, Exec>(x.data(), plan, out.data());
   if (!needs_grad) return out;
   node<T>*nx = x.get(), *ny = out.get();
-  tape::current().record([=] {
-    detail::permute_copy<true, Exec>(ny->grad, detail::make_permute_plan(so, inv), nx->grad);
+  tape::current().record(ny, [=] {
+    tape& t = tape::current();
+    detail::permute_copy<true, Exec>(t.adjoint(ny), detail::make_permute_plan(so, inv), t.adjoint(nx));
   });
   return out;
 }

@@ -146,9 +146,12 @@ var<T> softmax_impl(const char* op, const var<T>& x, const var<T>& mask, bool lo
   if (!needs_grad) return out;
   // Only the output is kept (it is the result node itself): no copy of x or the mask.
   node<T>*nx = x.get(), *ny = out.get();
-  tape::current().record([=] {
+  tape::current().record(ny, [=] {
+    tape& t = tape::current();
+    const T* gy = t.adjoint(ny);
+    T* gx = t.adjoint(nx);
     Exec::for_each(chunks.count, [&](index_t k) {
-      softmax_rows_backward<P>(ny->value, ny->grad, nx->grad, cols, log, chunks.begin(k), chunks.end(k));
+      softmax_rows_backward<P>(ny->value, gy, gx, cols, log, chunks.begin(k), chunks.end(k));
     });
   });
   return out;
