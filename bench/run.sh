@@ -69,19 +69,19 @@ run_models() {
     for t in "${threads[@]}"; do
       "$build/bench/model_bench" --case="$c" --threads="$t" --warmup="$warmup" --reps="$reps" >>"$results" ||
         echo "RESULT case=$c impl=hybrid threads=$t error=1" >>"$results"
-      # On an AVX-512 CPU, one more 1-thread row per side with OpenBLAS told to run its AVX-512 kernels
-      # (Debian's 0.3.21 runs its AVX2 ones on Zen 4/5): PyTorch's best then, and hybrid on OpenBLAS's
+      # On an AVX-512 CPU, one more row per side and thread count with OpenBLAS told to run its AVX-512
+      # kernels (Debian's 0.3.21 runs its AVX2 ones on Zen 4/5): PyTorch's best then, and hybrid on OpenBLAS's
       # kernel instead of its own (gemm::fastest defers to OpenBLAS when OpenBLAS runs AVX-512).
-      if ((t == 1 && avx512)); then
-        OPENBLAS_CORETYPE=SkylakeX "$build/bench/model_bench" --case="$c" --threads=1 --warmup="$warmup" \
+      if ((avx512)); then
+        OPENBLAS_CORETYPE=SkylakeX "$build/bench/model_bench" --case="$c" --threads="$t" --warmup="$warmup" \
           --reps="$reps" --impl=hybrid-openblas-avx512 >>"$results" ||
-          echo "RESULT case=$c impl=hybrid-openblas-avx512 threads=1 error=1" >>"$results"
+          echo "RESULT case=$c impl=hybrid-openblas-avx512 threads=$t error=1" >>"$results"
       fi
       if ((torch)); then
         # The default-malloc row once per case, after the 1-thread rows.
         /usr/bin/python3 bench/torch_models.py --cases="$c" --threads="$t" --warmup="$warmup" --reps="$reps" \
           "${torch_opts[@]}" $( ((t == 1)) || echo --no-default-malloc) \
-          $( ((t == 1 && avx512)) && echo --openblas-avx512 || true) >>"$results" || true
+          $( ((avx512)) && echo --openblas-avx512 || true) >>"$results" || true
       fi
     done
   done

@@ -246,7 +246,7 @@ def main():
     ap.add_argument("--no-default-malloc", action="store_true",
                     help="skip the 1-thread row with glibc's default malloc settings")
     ap.add_argument("--openblas-avx512", action="store_true",
-                    help="also a 1-thread row with OPENBLAS_CORETYPE=SkylakeX (OpenBLAS's AVX-512 kernels)")
+                    help="also rows with OPENBLAS_CORETYPE=SkylakeX (OpenBLAS's AVX-512 kernels)")
     ap.add_argument("--foreach", type=int, default=1, help="AdamW's foreach implementation (1) or the loop (0)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--case", help=argparse.SUPPRESS)
@@ -262,8 +262,8 @@ def main():
         runs += [(case, t, v) for v in variants for t in a.threads.split(",")]
         if not a.no_default_malloc and "1" in a.threads.split(","):
             runs.append((case, "1", "default-malloc"))
-        if a.openblas_avx512 and "1" in a.threads.split(","):
-            runs.append((case, "1", "openblas-avx512"))
+        if a.openblas_avx512:
+            runs += [(case, t, "openblas-avx512") for t in a.threads.split(",")]
     for case, t, variant in runs:
         env = dict(os.environ)
         # OpenBLAS (matmuls) and OpenMP (the rest) both at the thread count; OpenMP threads sleep when idle
