@@ -2,6 +2,8 @@
 // alpha/beta, leading dimensions, C not read when beta == 0), serial/tbb bitwise equality, the fallback path.
 #include <doctest/doctest.h>
 
+#include <array>
+
 #include <cmath>
 #include <hybrid/backend/gemm.hpp>
 #include <limits>
@@ -130,11 +132,14 @@ TEST_CASE("gemm::avx512 matches a double reference: transposes, edge sizes, alph
 TEST_CASE("gemm::avx512: serial and tbb bitwise identical, independent of the tiling") {
   std::mt19937 rng(7);
   std::uniform_real_distribution<float> u(-1, 1);
+  // A large product (row and column tiles) and a batch-1-like one (M <= 256: column tiles only).
+  for (const auto& size : {std::array<index_t, 3>{700, 600, 800}, std::array<index_t, 3>{128, 256, 1024}})
   for (bool ta : {false, true})
     for (bool tb : {false, true}) {
+      const index_t M = size[0], N = size[1], K = size[2];  // not a structured binding: clang 14 cannot capture one
       CAPTURE(ta);
       CAPTURE(tb);
-      const index_t M = 700, N = 600, K = 800;
+      CAPTURE(M);
       std::vector<float> a(static_cast<std::size_t>(M * K)), b(static_cast<std::size_t>(K * N));
       for (float& v : a) v = u(rng);
       for (float& v : b) v = u(rng);

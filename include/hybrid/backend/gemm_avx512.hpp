@@ -247,7 +247,10 @@ struct avx512_tiling {
       nb = std::min<index_t>(nb, 512);
       auto count = [&] { return ((M + mb - 1) / mb) * ((N + nb - 1) / nb); };
       while (count() < 4) {
-        if (mb >= nb && mb >= 128) mb = (mb + 1) / 2;
+        // Few rows (batch-1 inference: M = 128): split the columns only, so op(B), usually a weight too big
+        // for the cache, is packed once, not once per row tile; op(A) is small and stays in cache.
+        if (M <= 256 && nb >= 128) nb = (nb / 2 + 31) / 32 * 32;
+        else if (mb >= nb && mb >= 128) mb = (mb + 1) / 2;
         else if (nb >= 128) nb = (nb / 2 + 31) / 32 * 32;
         else break;
       }
