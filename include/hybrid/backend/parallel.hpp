@@ -6,7 +6,9 @@
 #include <memory>
 #include <type_traits>
 #include <tbb/blocked_range.h>
+#include <tbb/global_control.h>
 #include <tbb/parallel_for.h>
+#include <tbb/task_arena.h>
 #ifdef HYBRID_TSAN_STD_THREADS
 #include <thread>
 #include <vector>
@@ -21,6 +23,8 @@ struct serial {
   static void for_each(index_t n, F&& f) {
     for (index_t i = 0; i < n; ++i) f(i);
   }
+  // How many threads a loop may run on (callers pick one big task over many small ones when it is 1).
+  static int concurrency() { return 1; }
   static constexpr const char* name = "serial";
 };
 
@@ -55,6 +59,12 @@ struct tbb {
 #endif
   }
   static constexpr const char* name = "tbb";
+  // The smaller of this arena's size and a global_control limit (what `tbb::global_control(
+  // max_allowed_parallelism, 1)` sets for a one-thread run).
+  static int concurrency() {
+    const auto limit = ::tbb::global_control::active_value(::tbb::global_control::max_allowed_parallelism);
+    return static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(::tbb::this_task_arena::max_concurrency()), limit));
+  }
 
  private:
   // The one place oneTBB's parallel_for is instantiated. Templating it on every loop body made each of the
