@@ -9,6 +9,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <tbb/global_control.h>
 #include <tuple>
 #include <vector>
 
@@ -170,6 +171,30 @@ TEST_CASE("gemm::avx512: serial and tbb bitwise identical, independent of the ti
         CHECK(whole == par);
       }
     }
+}
+
+TEST_CASE("exec::tbb reports one thread under global_control, and the product keeps its bits") {
+  CHECK(exec::serial::concurrency() == 1);
+  CHECK(exec::tbb::concurrency() >= 1);
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> u(-1, 1);
+  const index_t M = 300, N = 260, K = 500;
+  std::vector<float> a(static_cast<std::size_t>(M * K)), b(static_cast<std::size_t>(K * N));
+  for (float& v : a) v = u(rng);
+  for (float& v : b) v = u(rng);
+  auto product = [&] {
+    std::vector<float> c(static_cast<std::size_t>(M * N));
+    gemm::avx512::run<float, exec::tbb>(false, true, M, N, K, 1.f, a.data(), K, b.data(), K, 0.f, c.data(), N);
+    return c;
+  };
+  const auto tiled = product();
+  std::vector<float> one_thread;
+  {
+    ::tbb::global_control limit(::tbb::global_control::max_allowed_parallelism, 1);
+    CHECK(exec::tbb::concurrency() == 1);  // gemm::avx512 then runs the product as one call
+    one_thread = product();
+  }
+  CHECK(one_thread == tiled);
 }
 
 TEST_CASE("gemm::fastest picks the AVX-512 kernel only where OpenBLAS does not run its own") {
