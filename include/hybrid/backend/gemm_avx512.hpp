@@ -206,8 +206,7 @@ HYBRID_AVX512_TARGET inline void sgemm(bool ta, bool tb, index_t m, index_t n, i
                                        index_t lda, const float* B, index_t ldb, float beta, float* C, index_t ldc) {
   if (m <= 0 || n <= 0) return;
   if (k <= 0) {
-    for (index_t i = 0; i < m; ++i)
-      for (index_t j = 0; j < n; ++j) C[i * ldc + j] = beta == 0.f ? 0.f : beta * C[i * ldc + j];
+    scale_by_beta(m, n, beta, C, ldc);
     return;
   }
   float* pa = pack_buffer(0);

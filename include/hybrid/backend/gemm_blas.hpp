@@ -21,10 +21,8 @@ struct blas {
   template <class T>
   static void tile(bool ta, bool tb, index_t m, index_t n, index_t k, T alpha, const T* A, index_t lda, const T* B,
                    index_t ldb, T beta, T* C, index_t ldc) {
-    if (k == 0) {  // BLAS would still scale C by beta; keep the contract "C not read when beta == 0"
-      // A plain loop, not eigen::tile: that would instantiate Eigen's whole GEMM in every program for this case.
-      for (index_t i = 0; i < m; ++i)
-        for (index_t j = 0; j < n; ++j) C[i * ldc + j] = beta == T(0) ? T(0) : beta * C[i * ldc + j];
+    if (k == 0) {  // not eigen::tile: that would instantiate Eigen's whole GEMM in every program for this case
+      scale_by_beta(m, n, beta, C, ldc);
       return;
     }
     const auto opa = ta ? CblasTrans : CblasNoTrans, opb = tb ? CblasTrans : CblasNoTrans;

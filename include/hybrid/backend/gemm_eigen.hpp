@@ -28,6 +28,14 @@ struct tiling {
   index_t count() const { return m_tiles * n_tiles; }
 };
 
+// C = beta * C over m x n: the whole product when K == 0 (BLAS would read C even for beta == 0; here C is
+// not read then, the contract every policy keeps).
+template <class T>
+void scale_by_beta(index_t m, index_t n, T beta, T* C, index_t ldc) {
+  for (index_t i = 0; i < m; ++i)
+    for (index_t j = 0; j < n; ++j) C[i * ldc + j] = beta == T(0) ? T(0) : beta * C[i * ldc + j];
+}
+
 template <class Kernel, class Exec, class T>
 void run_tiled(bool ta, bool tb, index_t M, index_t N, index_t K, T alpha, const T* A, index_t lda, const T* B,
                index_t ldb, T beta, T* C, index_t ldc) {
