@@ -225,6 +225,67 @@ TEST_CASE("conv forward in float is close to the double reference") {
   CHECK(worst < 1e-5);
 }
 
+namespace {
+// gemm::fastest without packs_im2col(): float convolutions write im2col out and pack it (the generic path).
+struct stored_im2col {
+  template <class T, class Exec>
+  static void run(bool ta, bool tb, index_t M, index_t N, index_t K, T alpha, const T* A, index_t lda, const T* B,
+                  index_t ldb, T beta, T* C, index_t ldc) {
+    gemm::fastest::run<T, Exec>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  }
+};
+}  // namespace
+
+TEST_CASE("conv in float with im2col packed from the image equals the stored im2col (values, gradients)") {
+  CHECK(gemm::avx512::packs_im2col() == gemm::avx512::active());
+  MESSAGE("im2col packed from the image here: " << gemm::fastest::packs_im2col());
+  struct cfg {
+    hybrid::shape x, w;
+    index_t padding;
+    bool per_image_chunks;  // one image per chunk: the weight and bias gradients sum in the same order
+  };
+  const cfg cases[] = {
+      {{3, 8, 32, 32}, {16, 8, 3, 3}, 1, true},     // P = 1024: two column blocks of the kernel
+      {{20, 3, 8, 8}, {5, 3, 3, 3}, 1, false},      // chunks of 16 images and 4
+      {{5, 4, 16, 16}, {32, 4, 5, 5}, 2, false},    // 5x5 "same"
+      {{13, 3, 9, 13}, {6, 3, 2, 4}, 0, false},     // Wo = 10: 16 columns span two output rows and more
+      {{3, 2, 40, 41}, {3, 2, 3, 3}, 1, true},      // Wo = 41, P = 1640 > the kernel's column block
+      {{17, 2, 6, 6}, {3, 2, 3, 3}, 3, false},      // padding wider than the kernel: rows of zeros
+      {{9, 64, 12, 12}, {8, 64, 3, 3}, 1, false},   // K = 576: two K blocks
+      {{40, 4, 1, 37}, {6, 4, 1, 5}, 2, false},     // conv1d's shape (H = 1), odd length
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.x.str());
+    CAPTURE(c.w.str());
+    auto run = [&]<class Gemm>(Gemm) {
+      tape::current().reset();
+      std::mt19937 r(11);
+      parameter<float> x("x", c.x), w("w", c.w), b("b", {c.w[0]});
+      fill_uniform(x.value(), r);
+      fill_uniform(w.value(), r);
+      fill_uniform(b.value(), r);
+      var<float> y = conv2d<exec::tbb, Gemm>(x.use(), w.use(), b.use(), {.padding = c.padding});
+      std::vector<std::vector<float>> out{{y.values().begin(), y.values().end()}};
+      seed_backward(y);
+      for (auto* p : {&x, &w, &b}) out.emplace_back(p->grad().begin(), p->grad().end());
+      return out;
+    };
+    const auto from_image = run(gemm::fastest{}), stored = run(stored_im2col{});
+    CHECK(from_image[0] == stored[0]);  // the same products, the same order of every sum
+    CHECK(from_image[1] == stored[1]);  // dx: dcol = W^T dY per image, then the same col2im
+    for (std::size_t k : {std::size_t{2}, std::size_t{3}}) {
+      CAPTURE(k);
+      if (c.per_image_chunks) CHECK(from_image[k] == stored[k]);
+      double worst = 0, scale = 0;
+      for (std::size_t i = 0; i < stored[k].size(); ++i) {
+        worst = std::max(worst, std::abs(double(from_image[k][i]) - double(stored[k][i])));
+        scale = std::max(scale, std::abs(double(stored[k][i])));
+      }
+      CHECK(worst <= 1e-5 * scale);
+    }
+  }
+}
+
 TEST_CASE("conv shape errors name both shapes") {
   tape::current().reset();
   parameter<float> x("x", {2, 3, 8, 8}), w("w", {4, 5, 3, 3}), w2("w2", {4, 3, 3, 3}), big("big", {4, 3, 11, 11}),

@@ -42,6 +42,8 @@ struct fastest {
     static const bool yes = avx512::active() && !openblas_runs_avx512();
     return yes;
   }
+  // Whether float convolutions may pack their im2col operand straight from the image (backend/gemm_im2col.hpp).
+  static bool packs_im2col() { return use_avx512() && avx512::packs_im2col(); }
   // The policy float products go to in this process: "avx512", "openblas" or "eigen".
   static const char* chosen() { return use_avx512() ? avx512::name : fallback::name; }
 

@@ -201,9 +201,31 @@ HYBRID_AVX512_TARGET inline void kernel(index_t kc, const float* a, const float*
   }
 }
 
-// One single-threaded GEMM, row-major C[m x n] = alpha * op(A) * op(B) + beta * C (C not read when beta == 0).
-HYBRID_AVX512_TARGET inline void sgemm(bool ta, bool tb, index_t m, index_t n, index_t k, float alpha, const float* A,
-                                       index_t lda, const float* B, index_t ldb, float beta, float* C, index_t ldc) {
+// Where the kernel's operands come from: each source packs a block of op(A) (rows i0.., K range p0..) or of
+// op(B) (K range p0.., columns j0..) into the panel layouts above. An ordinary matrix (dense_a / dense_b), or a
+// matrix that is never stored (the im2col matrix of a convolution, ops/conv.hpp), packed straight from its source.
+struct dense_a {
+  bool ta;
+  const float* A;
+  index_t lda;
+  HYBRID_AVX512_TARGET void pack(index_t i0, index_t p0, index_t mc, index_t kc, float* dst) const {
+    pack_a(ta, mc, kc, ta ? A + p0 * lda + i0 : A + i0 * lda + p0, lda, dst);
+  }
+};
+struct dense_b {
+  bool tb;
+  const float* B;
+  index_t ldb;
+  HYBRID_AVX512_TARGET void pack(index_t p0, index_t j0, index_t kc, index_t nc, float* dst) const {
+    pack_b(tb, kc, nc, tb ? B + j0 * ldb + p0 : B + p0 * ldb + j0, ldb, dst);
+  }
+};
+
+// One single-threaded GEMM, row-major C[m x n] = alpha * op(A) * op(B) + beta * C (C not read when beta == 0),
+// with op(A) and op(B) packed from the sources a and b.
+template <class SourceA, class SourceB>
+HYBRID_AVX512_TARGET void sgemm_from(index_t m, index_t n, index_t k, float alpha, const SourceA& a, const SourceB& b,
+                                     float beta, float* C, index_t ldc) {
   if (m <= 0 || n <= 0) return;
   if (k <= 0) {
     scale_by_beta(m, n, beta, C, ldc);
@@ -219,10 +241,10 @@ HYBRID_AVX512_TARGET inline void sgemm(bool ta, bool tb, index_t m, index_t n, i
       const bool first = p0 == 0;
       const bool overwrite = first && beta == 0.f;
       const float beta_k = first ? beta : 1.f;
-      pack_b(tb, kc, nc, tb ? B + j0 * ldb + p0 : B + p0 * ldb + j0, ldb, pb);
+      b.pack(p0, j0, kc, nc, pb);
       for (index_t i0 = 0; i0 < m; i0 += MC) {
         const index_t mc = std::min(MC, m - i0);
-        pack_a(ta, mc, kc, ta ? A + p0 * lda + i0 : A + i0 * lda + p0, lda, pa);
+        a.pack(i0, p0, mc, kc, pa);
         for (index_t jr = 0; jr < nc; jr += NR)
           for (index_t ir = 0; ir < mc; ir += MR)
             kernel(kc, pa + ir * kc, pb + jr * kc, C + (i0 + ir) * ldc + j0 + jr, ldc, std::min(MR, mc - ir),
@@ -230,6 +252,11 @@ HYBRID_AVX512_TARGET inline void sgemm(bool ta, bool tb, index_t m, index_t n, i
       }
     }
   }
+}
+
+HYBRID_AVX512_TARGET inline void sgemm(bool ta, bool tb, index_t m, index_t n, index_t k, float alpha, const float* A,
+                                       index_t lda, const float* B, index_t ldb, float beta, float* C, index_t ldc) {
+  sgemm_from(m, n, k, alpha, dense_a{ta, A, lda}, dense_b{tb, B, ldb}, beta, C, ldc);
 }
 #endif
 
@@ -275,6 +302,8 @@ struct avx512_or {
   using fallback = Fallback;
   // Whether float products run the AVX-512 kernel here (false: they go to Fallback).
   static bool active() { return avx512_detail::cpu_has_avx512(); }
+  // Whether float convolutions may pack their im2col operand straight from the image (backend/gemm_im2col.hpp).
+  static bool packs_im2col() { return HYBRID_GEMM_AVX512_COMPILED && active(); }
 
   template <class T>
   static void tile(bool ta, bool tb, index_t m, index_t n, index_t k, T alpha, const T* A, index_t lda, const T* B,

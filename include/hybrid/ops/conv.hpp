@@ -8,6 +8,7 @@
 
 #include "hybrid/autodiff/tape.hpp"
 #include "hybrid/backend/gemm.hpp"
+#include "hybrid/backend/gemm_im2col.hpp"
 #include "hybrid/ops/reduce.hpp"
 
 namespace hybrid {
@@ -104,9 +105,94 @@ void conv_gemm(bool single, bool ta, bool tb, index_t M, index_t N, index_t K, c
   else Gemm::template run<T, exec::serial>(ta, tb, M, N, K, T(1), A, lda, B, ldb, beta, C, ldc);
 }
 
+// Where the GEMM policy runs our AVX-512 kernel (float, column stride 1, several chunks): the same products, the
+// im2col matrix packed straight from the image into the kernel's panels (backend/gemm_im2col.hpp) instead of
+// written out and packed again, one product per image straight into the output (no [O, n, P] reorder), and the
+// weight gradient as im2col * dY^T, transposed once per step. Forward values are bitwise those of the path
+// below; the weight gradient sums per image (then over images) and may differ from it in the last bits.
+template <class Exec, class Gemm>
+var<float> conv_forward_from_image(const conv_geometry g, const hybrid::shape& out_shape, const var<float>& x,
+                                   const var<float>& w, const var<float>& bias) {
+  using P = typename simd::default_policy::template pack<float>;
+  tape& tp = tape::current();
+  const bool needs_grad = tp.recording() && (any_requires_grad(x, w) || (bias.valid() && bias.requires_grad()));
+  var<float> out = make_result<float>(out_shape, needs_grad);
+  const index_t K = g.K(), Pn = g.P(), per = g.images_per_chunk(), chunks = (g.B + per - 1) / per;
+  const index_t image_size = g.C * g.H * g.W;
+  auto image = [g](const float* data) {
+    return gemm::im2col_image{data, g.C, g.H, g.W, g.kh, g.kw, g.sh, g.ph, g.pw, g.Ho, g.Wo};
+  };
+  {
+    const float *xv = x.data(), *wv = w.data(), *bv = bias.valid() ? bias.data() : nullptr;
+    float* y = out.data();
+    Exec::for_each(chunks, [&](index_t k) {
+      for (index_t b = k * per; b < std::min(g.B, (k + 1) * per); ++b) {
+        float* yb = y + b * g.O * Pn;
+        gemm::conv_product_from_image(image(xv + b * image_size), wv, g.O, yb);
+        if (bv)
+          for (index_t o = 0; o < g.O; ++o)
+            for (index_t p = 0; p < Pn; ++p) yb[o * Pn + p] += bv[o];
+      }
+    });
+  }
+  if (!needs_grad) return out;
+
+  node<float>*nx = x.get(), *nw = w.get(), *nb = bias.valid() ? bias.get() : nullptr, *ny = out.get();
+  tp.record(ny, [=] {
+    tape& t = tape::current();
+    // The adjoints first: the scratch scope's rewind would take back any allocated after its mark.
+    const float* gy = t.adjoint(ny);
+    float *gw = t.adjoint(nw), *gx = t.adjoint(nx), *gb = nb ? t.adjoint(nb) : nullptr;
+    tape_scope scratch;
+    // Per chunk: its share of the transposed weight gradient [K, O] and of the bias gradient, summed afterwards
+    // in chunk order (results never depend on threads), and a dcol scratch for the input gradient.
+    float* dwt_part = gw ? t.allocate<float>(chunks * K * g.O) : nullptr;
+    float* db_part = gb ? t.allocate<float>(chunks * g.O) : nullptr;
+    float* dcol = gx ? t.allocate<float>(chunks * K * Pn) : nullptr;
+    const float* wv = nw->value;
+    Exec::for_each(chunks, [&](index_t k) {
+      for (index_t b = k * per, i = 0; b < std::min(g.B, (k + 1) * per); ++b, ++i) {
+        const float* dy = gy + b * g.O * Pn;  // [O, P]
+        if (gb)
+          for (index_t o = 0; o < g.O; ++o) {
+            const float s = rowwise::sum<P>(dy + o * Pn, Pn);
+            db_part[k * g.O + o] = i == 0 ? s : db_part[k * g.O + o] + s;
+          }
+        if (gw) gemm::conv_weight_grad_from_image(image(nx->value + b * image_size), dy, g.O, i == 0 ? 0.f : 1.f,
+                                                  dwt_part + k * K * g.O);
+        if (gx) {
+          // dcol = W^T dY, then col2im into this image (images are disjoint across chunks).
+          float* c = dcol + k * K * Pn;
+          Gemm::template run<float, exec::serial>(true, false, K, Pn, g.O, 1.f, wv, K, dy, Pn, 0.f, c, Pn);
+          im2col_pass<true, float>(g, gx + b * image_size, c, Pn);
+        }
+      }
+    });
+    if (gb)
+      for (index_t k = 0; k < chunks; ++k)
+        for (index_t o = 0; o < g.O; ++o) gb[o] += db_part[k * g.O + o];
+    if (gw) {
+      // Chunks summed into the first one (contiguous, in chunk order), then added to dW transposed.
+      const exec::row_chunks rc(K, g.O);
+      Exec::for_each(rc.count, [&](index_t r) {
+        for (index_t k = 1; k < chunks; ++k)
+          for (index_t i = rc.begin(r) * g.O; i < rc.end(r) * g.O; ++i) dwt_part[i] += dwt_part[k * K * g.O + i];
+      });
+      for (index_t o = 0; o < g.O; ++o)
+        for (index_t kk = 0; kk < K; ++kk) gw[o * K + kk] += dwt_part[kk * g.O + o];
+    }
+  });
+  return out;
+}
+
 template <class Exec, class Gemm, class T>
 var<T> conv_forward(const conv_geometry g, const hybrid::shape& out_shape, const var<T>& x, const var<T>& w,
                     const var<T>& bias) {
+  if constexpr (std::is_same_v<T, float> && requires { Gemm::packs_im2col(); }) {
+    // One chunk is one product tiled over the threads (below); the image-packed products run one per thread.
+    if (g.sw == 1 && g.B > g.images_per_chunk() && Gemm::packs_im2col())
+      return conv_forward_from_image<Exec, Gemm>(g, out_shape, x, w, bias);
+  }
   using P = typename simd::default_policy::template pack<T>;
   tape& tp = tape::current();
   const bool needs_grad = tp.recording() && (any_requires_grad(x, w) || (bias.valid() && bias.requires_grad()));
