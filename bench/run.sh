@@ -62,6 +62,7 @@ run_models() {
     "torch_models.py) except in the torch-default-malloc row; hybrid runs with glibc's defaults (its tape"\
     "arena is allocated once; the tunables leave its time unchanged and add ~55 MiB to its peak RSS);"\
     "torch-fastpath: the encoder on nn.TransformerEncoder (fused inference kernels);"\
+    "torch-mkldnn: every nn.Linear on oneDNN with prepacked weights (torch.utils.mkldnn.to_mkldnn);"\
     "*-openblas-avx512 (AVX-512 CPUs): OPENBLAS_CORETYPE=SkylakeX, OpenBLAS's AVX-512 kernels"
   echo
   local c t

@@ -174,6 +174,11 @@ def child(case, threads, warmup, reps, foreach, variant):
         B = 1 if case == "bert_infer_b1" else 16
         net = FastBert() if variant == "fastpath" else Bert()
         net.eval()
+        if variant == "mkldnn":
+            # oneDNN's prepacked weights for every nn.Linear (MkldnnLinear): PyTorch's counterpart of hybrid's
+            # gemm::prepacked_weights in inference.
+            import torch.utils.mkldnn
+            net = torch.utils.mkldnn.to_mkldnn(net)
         ids = torch.randint(0, vocab, (B, 128), generator=g)
         mask = torch.ones(B, 128)
 
@@ -245,6 +250,8 @@ def main():
                     help="inference: skip the nn.TransformerEncoder (fused fast path) variant")
     ap.add_argument("--no-default-malloc", action="store_true",
                     help="skip the 1-thread row with glibc's default malloc settings")
+    ap.add_argument("--no-mkldnn", action="store_true",
+                    help="inference: skip the oneDNN variant (torch.utils.mkldnn.to_mkldnn: prepacked Linear weights)")
     ap.add_argument("--openblas-avx512", action="store_true",
                     help="also rows with OPENBLAS_CORETYPE=SkylakeX (OpenBLAS's AVX-512 kernels)")
     ap.add_argument("--foreach", type=int, default=1, help="AdamW's foreach implementation (1) or the loop (0)")
@@ -258,7 +265,8 @@ def main():
     status = 0
     runs = []
     for case in a.cases.split(","):
-        variants = ["plain"] + (["fastpath"] if case.startswith("bert_infer") and not a.no_fastpath else [])
+        variants = ["plain"] + (["fastpath"] if case.startswith("bert_infer") and not a.no_fastpath else []) + \
+            (["mkldnn"] if case.startswith("bert_infer") and not a.no_mkldnn else [])
         runs += [(case, t, v) for v in variants for t in a.threads.split(",")]
         if not a.no_default_malloc and "1" in a.threads.split(","):
             runs.append((case, "1", "default-malloc"))
