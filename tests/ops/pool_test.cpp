@@ -1,11 +1,17 @@
 // Pooling: values against naive loops and PyTorch, gradients (finite differences, ties to the first
-// maximum, NaN), global average pooling, serial vs tbb bitwise, errors.
+// maximum, NaN), the 2 x 2 fast path and general windows bitwise against a scalar reference, global
+// average pooling, serial vs tbb bitwise, errors.
 #include <doctest/doctest.h>
 
 #include "../test_util.hpp"
 
 #include <hybrid/autodiff/gradient_check.hpp>
 #include <hybrid/ops/pool.hpp>
+
+#include <bit>
+#include <cstdint>
+#include <cstring>
+#include <limits>
 
 #include "fixtures/torch_conv.inc"
 
@@ -39,6 +45,62 @@ tensor<double> naive_pool(const tensor<double>& x, index_t k, index_t s, bool ma
           y(b, c, i, j) = max ? m : sum / double(k * k);
         }
   return y;
+}
+
+// The documented pooling semantics in plain loops, for the bitwise tests. Max: the window in row-major
+// order, moving to a later element only if it is greater, or a NaN while no NaN is held; the gradient
+// goes to that element. Average: the row-major sum times 1 / (k * k); each window element gets dy / (k * k).
+template <class T>
+struct pooled {
+  std::vector<T> y, dx;
+};
+template <class T>
+pooled<T> reference_pool(const tensor<T>& x, const tensor<T>& dy, index_t k, index_t s, bool max) {
+  const index_t planes = x.dim(0) * x.dim(1), H = x.dim(2), W = x.dim(3), Ho = (H - k) / s + 1, Wo = (W - k) / s + 1;
+  const T inv = T(1) / static_cast<T>(k * k);
+  pooled<T> r{std::vector<T>(static_cast<std::size_t>(planes * Ho * Wo)), std::vector<T>(static_cast<std::size_t>(x.numel()))};
+  for (index_t pl = 0; pl < planes; ++pl)
+    for (index_t oh = 0; oh < Ho; ++oh)
+      for (index_t ow = 0; ow < Wo; ++ow) {
+        const index_t o = (pl * Ho + oh) * Wo + ow;
+        const index_t first = pl * H * W + oh * s * W + ow * s;
+        index_t best = first;
+        T sum = 0;
+        for (index_t u = 0; u < k; ++u)
+          for (index_t v = 0; v < k; ++v) {
+            const index_t at = first + u * W + v;
+            if (!std::isnan(x[best]) && (std::isnan(x[at]) || x[at] > x[best])) best = at;
+            sum += x[at];
+          }
+        r.y[static_cast<std::size_t>(o)] = max ? x[best] : sum * inv;
+        if (max) {
+          r.dx[static_cast<std::size_t>(best)] += dy[o];
+        } else {
+          for (index_t u = 0; u < k; ++u)
+            for (index_t v = 0; v < k; ++v) r.dx[static_cast<std::size_t>(first + u * W + v)] += dy[o] * inv;
+        }
+      }
+  return r;
+}
+// Index of the first element whose bits differ (NaN payloads and the sign of zero count), -1 if none.
+template <class T>
+std::ptrdiff_t first_bit_difference(std::type_identity_t<std::span<const T>> got, const std::vector<T>& want) {
+  if (got.size() != want.size()) return 0;
+  for (std::size_t i = 0; i < want.size(); ++i)
+    if (std::memcmp(&got[i], &want[i], sizeof(T)) != 0) return static_cast<std::ptrdiff_t>(i);
+  return -1;
+}
+// Values with many ties, both zeros, and NaNs of either sign with distinct payloads, so the bits
+// show which NaN won.
+template <class T>
+void fill_ties_and_nans(tensor<T>& x, std::mt19937& rng) {
+  using bits = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+  const T values[] = {T(-1), T(0), T(-0.0), T(1), T(2)};
+  const bits quiet = std::bit_cast<bits>(std::numeric_limits<T>::quiet_NaN()), sign = bits(1) << (8 * sizeof(T) - 1);
+  for (index_t i = 0; i < x.numel(); ++i) {
+    const auto draw = rng() % 48;
+    x[i] = draw < 40 ? values[draw % 5] : std::bit_cast<T>(quiet | bits(i + 1) | (draw % 2 ? sign : 0));
+  }
 }
 }  // namespace
 
@@ -147,6 +209,45 @@ TEST_CASE("max_pool: the gradient goes to the first maximum on ties; NaN propaga
   CHECK(x.grad()(0, 0, 0, 1) == 1);  // the NaN gets the gradient
   CHECK(x.grad()(0, 0, 1, 3) == 1);
   CHECK(x.grad()(0, 0, 1, 2) == 0);
+}
+
+TEST_CASE("pool: the 2 x 2 fast path and general windows equal a scalar reference bitwise (ties, -0.0, NaNs, odd sizes)") {
+  auto check = []<class T>(T) {
+    std::mt19937 rng(6);
+    // [H, W]: odd and even; wide enough for full vectors and a tail.
+    const index_t sizes[][2] = {{7, 9}, {8, 10}, {9, 37}, {16, 34}, {2, 2}, {3, 5}};
+    const index_t windows[][2] = {{2, 2}, {2, 1}, {3, 2}, {2, 3}};  // [kernel, stride]; [2, 2] is the fast path
+    for (const auto& size : sizes)
+      for (const auto& window : windows)
+        for (bool max : {true, false}) {
+          const index_t H = size[0], W = size[1], k = window[0], s = window[1];
+          CAPTURE(sizeof(T));
+          CAPTURE(H);
+          CAPTURE(W);
+          CAPTURE(k);
+          CAPTURE(s);
+          CAPTURE(max);
+          if (H < k || W < k) continue;
+          tape::current().reset();
+          parameter<T> x("x", {2, 3, H, W});
+          fill_ties_and_nans(x.value(), rng);
+          var<T> y = max ? max_pool2d(x.use(), k, s) : avg_pool2d(x.use(), k, s);
+          tensor<T> dy(y.shape());
+          fill_uniform(dy, rng);
+          const pooled<T> want = reference_pool(x.value(), dy, k, s, max);
+          CHECK(first_bit_difference(y.values(), want.y) == -1);
+          std::copy(dy.begin(), dy.end(), y.grad_data());
+          tape::current().run_backward();
+          CHECK(first_bit_difference(x.grad().span(), want.dx) == -1);
+          // Without a tape no argmax is kept: the same values.
+          tape::current().reset();
+          no_grad off;
+          var<T> z = max ? max_pool2d(x.use(), k, s) : avg_pool2d(x.use(), k, s);
+          CHECK(first_bit_difference(z.values(), want.y) == -1);
+        }
+  };
+  check(float{});
+  check(double{});
 }
 
 TEST_CASE("global_avg_pool over [B, C, H, W] and [B, C, L]") {

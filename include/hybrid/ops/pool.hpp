@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "hybrid/ops/reduce.hpp"
 #include "hybrid/ops/shape_ops.hpp"
@@ -40,33 +41,50 @@ var<T> pool(const pool_geometry g, const hybrid::shape& out_shape, const var<T>&
   const index_t in_plane = g.H * g.W, out_plane = g.Ho * g.Wo;
   std::int32_t* arg = Max && needs_grad ? tape::current().allocate<std::int32_t>(g.planes * out_plane) : nullptr;
   const T inv = T(1) / static_cast<T>(g.kh * g.kw);
+  // The window loops below are the one definition for every geometry. The 2 x 2, stride 2 case (the
+  // usual max_pool2d(x, 2)) calls them with compile-time 2s, so the window unrolls and the output row
+  // vectorises; "pool: the 2 x 2 fast path and general windows equal a scalar reference bitwise" holds
+  // both instantiations to the same results.
+  using two = std::integral_constant<index_t, 2>;
+  const bool two_by_two = g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2;
+  auto with_window = [g, two_by_two](auto&& f) {
+    two_by_two ? f(two{}, two{}, two{}, two{}) : f(g.kh, g.kw, g.sh, g.sw);
+  };
   const T* xv = x.data();
   T* y = out.data();
   const exec::row_chunks chunks(g.planes, in_plane);
   Exec::for_each(chunks.count, [&](index_t k) {
-    for (index_t pl = chunks.begin(k); pl < chunks.end(k); ++pl) {
-      const T* xp = xv + pl * in_plane;
-      for (index_t oh = 0; oh < g.Ho; ++oh)
-        for (index_t ow = 0; ow < g.Wo; ++ow) {
-          const index_t first = oh * g.sh * g.W + ow * g.sw, o = pl * out_plane + oh * g.Wo + ow;
-          if constexpr (Max) {
-            index_t best = first;
-            for (index_t i = 0; i < g.kh; ++i)
-              for (index_t j = 0; j < g.kw; ++j) {
-                const index_t at = first + i * g.W + j;
-                // Move on strictly greater or NaN, unless a NaN is held: first max on ties, first NaN.
-                if (xp[best] == xp[best] && !(xp[at] <= xp[best])) best = at;
-              }
-            y[o] = xp[best];
-            if (arg) arg[o] = static_cast<std::int32_t>(best);
-          } else {
-            T s = T(0);
-            for (index_t i = 0; i < g.kh; ++i)
-              for (index_t j = 0; j < g.kw; ++j) s += xp[first + i * g.W + j];
-            y[o] = s * inv;
+    with_window([&](auto kh, auto kw, auto sh, auto sw) {
+      for (index_t pl = chunks.begin(k); pl < chunks.end(k); ++pl) {
+        const T* xp = xv + pl * in_plane;
+        for (index_t oh = 0; oh < g.Ho; ++oh)
+          for (index_t ow = 0; ow < g.Wo; ++ow) {
+            const index_t first = oh * sh * g.W + ow * sw, o = pl * out_plane + oh * g.Wo + ow;
+            if constexpr (Max) {
+              T best = xp[first];
+              index_t best_at = first;
+              for (index_t i = 0; i < kh; ++i)
+                for (index_t j = 0; j < kw; ++j) {
+                  const index_t at = first + i * g.W + j;
+                  // Move on strictly greater or NaN, unless a NaN is held: first max on ties, first NaN.
+                  // Selects, not a branch: random data mispredicts a branch. v is read once, outside the
+                  // select, since GCC does not vectorise a load under one.
+                  const T v = xp[at];
+                  const bool moves = best == best && !(v <= best);
+                  best = moves ? v : best;
+                  best_at = moves ? at : best_at;
+                }
+              y[o] = best;
+              if (arg) arg[o] = static_cast<std::int32_t>(best_at);
+            } else {
+              T s = T(0);
+              for (index_t i = 0; i < kh; ++i)
+                for (index_t j = 0; j < kw; ++j) s += xp[first + i * g.W + j];
+              y[o] = s * inv;
+            }
           }
-        }
-    }
+      }
+    });
   });
   if (!needs_grad) return out;
   node<T>*nx = x.get(), *ny = out.get();
@@ -76,22 +94,24 @@ var<T> pool(const pool_geometry g, const hybrid::shape& out_shape, const var<T>&
     const T* const gy = t.adjoint(ny);
     // Planes are disjoint; inside one plane overlapping windows add in a fixed order.
     Exec::for_each(chunks.count, [&](index_t k) {
-      for (index_t pl = chunks.begin(k); pl < chunks.end(k); ++pl) {
-        T* dx = gx + pl * in_plane;
-        const T* dy = gy + pl * out_plane;
-        for (index_t oh = 0; oh < g.Ho; ++oh)
-          for (index_t ow = 0; ow < g.Wo; ++ow) {
-            const index_t o = oh * g.Wo + ow;
-            if constexpr (Max) {
-              dx[arg[pl * out_plane + o]] += dy[o];
-            } else {
-              const index_t first = oh * g.sh * g.W + ow * g.sw;
-              const T d = dy[o] * inv;
-              for (index_t i = 0; i < g.kh; ++i)
-                for (index_t j = 0; j < g.kw; ++j) dx[first + i * g.W + j] += d;
+      with_window([&](auto kh, auto kw, auto sh, auto sw) {
+        for (index_t pl = chunks.begin(k); pl < chunks.end(k); ++pl) {
+          T* dx = gx + pl * in_plane;
+          const T* dy = gy + pl * out_plane;
+          for (index_t oh = 0; oh < g.Ho; ++oh)
+            for (index_t ow = 0; ow < g.Wo; ++ow) {
+              const index_t o = oh * g.Wo + ow;
+              if constexpr (Max) {
+                dx[arg[pl * out_plane + o]] += dy[o];
+              } else {
+                const index_t first = oh * sh * g.W + ow * sw;
+                const T d = dy[o] * inv;
+                for (index_t i = 0; i < kh; ++i)
+                  for (index_t j = 0; j < kw; ++j) dx[first + i * g.W + j] += d;
+              }
             }
-          }
-      }
+        }
+      });
     });
   });
   return out;
