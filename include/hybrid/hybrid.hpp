@@ -18,6 +18,7 @@
 
 #include "hybrid/backend/gemm.hpp"
 #include "hybrid/backend/parallel.hpp"
+#include "hybrid/backend/prepacked_weights.hpp"
 #include "hybrid/backend/simd.hpp"
 
 #include "hybrid/ops/conv.hpp"

@@ -32,8 +32,10 @@ class parameter {
   // The parameter as a leaf of the current step; gradients accumulate into grad().
   var<T> use() const {
     auto& self = const_cast<parameter&>(*this);
-    return var<T>(tape::current().make_leaf<T>(self.value_.data(), trainable_ ? self.grad_.data() : nullptr,
-                                               value_.shape()));
+    node<T>* n = tape::current().make_leaf<T>(self.value_.data(), trainable_ ? self.grad_.data() : nullptr,
+                                              value_.shape());
+    n->weight = true;
+    return var<T>(n);
   }
   operator var<T>() const { return use(); }  // NOLINT: parameters read as values in expressions
 

@@ -45,6 +45,7 @@ struct node {
   bool needs_grad = false;
   bool retain_grad = false;  // keep the adjoint after backward (var::retain_grad)
   bool released = false;     // the adjoint was consumed and given back: nothing may read it again
+  bool weight = false;       // a parameter's value (parameter::use): constant inside gemm::prepacked_weights
 };
 
 // Backward callbacks are stored in the arena and never destroyed, so they must hold only

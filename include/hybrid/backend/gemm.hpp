@@ -60,6 +60,15 @@ struct fastest {
       avx512::run<T, Exec>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     else fallback::run<T, Exec>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   }
+  // Products with op(B) packed in advance (gemm::prepacked_weights) where float products run our kernel.
+  static bool packs_weights() { return use_avx512() && avx512::packs_weights(); }
+#if HYBRID_GEMM_AVX512_COMPILED
+  template <class Exec = exec::default_policy>
+  static void run_prepacked(bool ta, index_t M, const float* A, index_t lda, const avx512_detail::packed_weight& B,
+                            float* C, index_t ldc) {
+    avx512::run_prepacked<Exec>(ta, M, A, lda, B, C, ldc);
+  }
+#endif
 };
 
 using default_policy = fastest;

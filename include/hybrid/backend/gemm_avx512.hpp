@@ -202,8 +202,9 @@ HYBRID_AVX512_TARGET inline void kernel(index_t kc, const float* a, const float*
 }
 
 // Where the kernel's operands come from: each source packs a block of op(A) (rows i0.., K range p0..) or of
-// op(B) (K range p0.., columns j0..) into the panel layouts above. An ordinary matrix (dense_a / dense_b), or a
-// matrix that is never stored (the im2col matrix of a convolution, ops/conv.hpp), packed straight from its source.
+// op(B) (K range p0.., columns j0..) into the panel layouts above; a B source returns where its panels are (the
+// buffer it was given, or a copy packed earlier). An ordinary matrix (dense_a / dense_b), a weight packed once
+// (prepacked_b), or a matrix that is never stored (the im2col matrix of a convolution), packed from its source.
 struct dense_a {
   bool ta;
   const float* A;
@@ -216,8 +217,33 @@ struct dense_b {
   bool tb;
   const float* B;
   index_t ldb;
-  HYBRID_AVX512_TARGET void pack(index_t p0, index_t j0, index_t kc, index_t nc, float* dst) const {
+  HYBRID_AVX512_TARGET const float* pack(index_t p0, index_t j0, index_t kc, index_t nc, float* dst) const {
     pack_b(tb, kc, nc, tb ? B + j0 * ldb + p0 : B + p0 * ldb + j0, ldb, dst);
+    return dst;
+  }
+};
+
+// op(B) packed whole, once: for each K block (kc_of(K) rows, the blocks sgemm_from uses), all N columns as
+// consecutive NR-column panels, so any tile whose columns start at a multiple of NR finds its panels in place.
+struct packed_weight {
+  std::unique_ptr<float[], aligned_delete> data;
+  index_t K = 0, N = 0, kcb = 0, panels = 0;
+  HYBRID_AVX512_TARGET void pack(bool tb, index_t k, index_t n, const float* B, index_t ldb) {
+    K = k;
+    N = n;
+    kcb = kc_of(k);
+    panels = (n + NR - 1) / NR;
+    data.reset(new (std::align_val_t{64}) float[static_cast<std::size_t>(panels * NR * k)]);
+    for (index_t p0 = 0; p0 < k; p0 += kcb)
+      pack_b(tb, std::min(kcb, k - p0), n, tb ? B + p0 : B + p0 * ldb, ldb, block(p0));
+  }
+  float* block(index_t p0) const { return data.get() + p0 * panels * NR; }  // blocks before p0 are kcb deep
+};
+struct prepacked_b {
+  const packed_weight* w;
+  index_t col0;  // this tile's first column, a multiple of NR
+  const float* pack(index_t p0, index_t j0, index_t kc, index_t, float*) const {
+    return w->block(p0) + ((col0 + j0) / NR) * kc * NR;
   }
 };
 
@@ -241,13 +267,13 @@ HYBRID_AVX512_TARGET void sgemm_from(index_t m, index_t n, index_t k, float alph
       const bool first = p0 == 0;
       const bool overwrite = first && beta == 0.f;
       const float beta_k = first ? beta : 1.f;
-      b.pack(p0, j0, kc, nc, pb);
+      const float* bp = b.pack(p0, j0, kc, nc, pb);
       for (index_t i0 = 0; i0 < m; i0 += MC) {
         const index_t mc = std::min(MC, m - i0);
         a.pack(i0, p0, mc, kc, pa);
         for (index_t jr = 0; jr < nc; jr += NR)
           for (index_t ir = 0; ir < mc; ir += MR)
-            kernel(kc, pa + ir * kc, pb + jr * kc, C + (i0 + ir) * ldc + j0 + jr, ldc, std::min(MR, mc - ir),
+            kernel(kc, pa + ir * kc, bp + jr * kc, C + (i0 + ir) * ldc + j0 + jr, ldc, std::min(MR, mc - ir),
                    std::min(NR, nc - jr), alpha, beta_k, overwrite);
       }
     }
@@ -286,6 +312,24 @@ struct avx512_tiling {
   }
   index_t count() const { return m_tiles * n_tiles; }
 };
+
+// f(m0, n0, m, n) for each tile of an M x N product (column offsets are multiples of NR), in parallel; on one
+// thread (exec::serial, or oneTBB limited to one) a single call for the whole product: the same bits (each C
+// element's sum does not depend on the tiling), without packing the operands again per tile (dW-shaped
+// products, small M and N with K = 2048: ~1.2x faster).
+template <class Exec, class F>
+void for_each_tile(index_t M, index_t N, index_t K, F&& f) {
+  if (M == 0 || N == 0) return;
+  if (Exec::concurrency() == 1) {
+    f(index_t{0}, index_t{0}, M, N);
+    return;
+  }
+  const avx512_tiling t(M, N, K);
+  Exec::for_each(t.count(), [&](index_t i) {
+    const index_t m0 = (i / t.n_tiles) * t.mb, n0 = (i % t.n_tiles) * t.nb;
+    f(m0, n0, std::min(t.mb, M - m0), std::min(t.nb, N - n0));
+  });
+}
 
 }  // namespace avx512_detail
 
@@ -326,23 +370,27 @@ struct avx512_or {
       Fallback::template run<T, Exec>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
       return;
     }
-    if (M == 0 || N == 0) return;
-    if (Exec::concurrency() == 1) {
-      // One thread (exec::serial, or oneTBB limited to one): one call, the same bits as the tiles (each C
-      // element's sum does not depend on them), without packing the operands again per tile (dW-shaped
-      // products, small M and N with K = 2048: ~1.2x faster).
-      tile<T>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-      return;
-    }
-    const avx512_detail::avx512_tiling t(M, N, K);
-    Exec::for_each(t.count(), [&](index_t i) {
-      const index_t m0 = (i / t.n_tiles) * t.mb, n0 = (i % t.n_tiles) * t.nb;
-      const index_t m = std::min(t.mb, M - m0), n = std::min(t.nb, N - n0);
+    avx512_detail::for_each_tile<Exec>(M, N, K, [&](index_t m0, index_t n0, index_t m, index_t n) {
       const T* a = ta ? A + m0 : A + m0 * lda;
       const T* b = tb ? B + n0 * ldb : B + n0;
       tile<T>(ta, tb, m, n, K, alpha, a, lda, b, ldb, beta, C + m0 * ldc + n0, ldc);
     });
   }
+
+  // Whether products may take op(B) packed in advance (gemm::prepacked_weights): where the kernel runs.
+  static bool packs_weights() { return HYBRID_GEMM_AVX512_COMPILED && active(); }
+
+#if HYBRID_GEMM_AVX512_COMPILED
+  // C[M x N] = op(A) * B, B packed in advance (packed_weight, N and K its own); only where packs_weights().
+  template <class Exec = exec::default_policy>
+  static void run_prepacked(bool ta, index_t M, const float* A, index_t lda, const avx512_detail::packed_weight& B,
+                            float* C, index_t ldc) {
+    avx512_detail::for_each_tile<Exec>(M, B.N, B.K, [&](index_t m0, index_t n0, index_t m, index_t n) {
+      avx512_detail::sgemm_from(m, n, B.K, 1.f, avx512_detail::dense_a{ta, ta ? A + m0 : A + m0 * lda, lda},
+                                avx512_detail::prepacked_b{&B, n0}, 0.f, C + m0 * ldc + n0, ldc);
+    });
+  }
+#endif
 };
 
 using avx512 = avx512_or<>;

@@ -61,7 +61,7 @@ HYBRID_AVX512_TARGET inline __m512 im2col_load16(const im2col_image& g, const im
 // The im2col matrix as op(B) (K = its rows, columns = output positions): the forward product W * im2col.
 struct im2col_b {
   im2col_image g;
-  HYBRID_AVX512_TARGET void pack(index_t p0, index_t j0, index_t kc, index_t nc, float* dst) const {
+  HYBRID_AVX512_TARGET const float* pack(index_t p0, index_t j0, index_t kc, index_t nc, float* dst) const {
     // Output positions of each half-panel's first column, worked out once (nc <= NC); rows outer, so each row's
     // plane and tap are worked out once too.
     constexpr index_t halves = 2 * NC / NR;
@@ -80,6 +80,7 @@ struct im2col_b {
       if (n_halves % 2)  // the last panel's second half: zero padding
         _mm512_store_ps(dst + (n_halves / 2) * NR * kc + p * NR + 16, _mm512_setzero_ps());
     }
+    return dst;
   }
 };
 

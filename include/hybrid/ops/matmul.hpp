@@ -3,12 +3,33 @@
 #pragma once
 #include "hybrid/autodiff/var.hpp"
 #include "hybrid/backend/gemm.hpp"
+#include "hybrid/backend/prepacked_weights.hpp"
 
 namespace hybrid {
 
 struct transpose_flags {
   bool a = false, b = false;
 };
+
+namespace detail {
+// C = op(A) * op(W) with W packed once (gemm::prepacked_weights): inside such a scope, for a parameter's W, in
+// float, where the GEMM policy runs our AVX-512 kernel. False: not done here, the caller runs the product.
+template <class Gemm, class Exec, class T>
+bool run_with_prepacked_weight([[maybe_unused]] const node<T>* w, [[maybe_unused]] transpose_flags t,
+                               [[maybe_unused]] index_t M, [[maybe_unused]] index_t N, [[maybe_unused]] index_t K,
+                               [[maybe_unused]] const T* A, [[maybe_unused]] index_t lda, [[maybe_unused]] const T* W,
+                               [[maybe_unused]] index_t ldw, [[maybe_unused]] T* C, [[maybe_unused]] index_t ldc) {
+#if HYBRID_GEMM_AVX512_COMPILED
+  if constexpr (std::is_same_v<T, float> && requires { Gemm::packs_weights(); }) {
+    if (w->weight && gemm::prepacked_weights::active() && Gemm::packs_weights()) {
+      Gemm::template run_prepacked<Exec>(t.a, M, A, lda, gemm::prepacked_weights::get(t.b, K, N, W, ldw), C, ldc);
+      return true;
+    }
+  }
+#endif
+  return false;
+}
+}  // namespace detail
 
 // a: [..., M, K] (or [..., K, M] with t.a), b: [K, N] or [..., K, N] (or its transpose with t.b).
 // Result: [..., M, N]. Linear layers use matmul(x, W, {.b = true}) with W stored [out, in].
@@ -39,7 +60,8 @@ var<T> matmul(const var<T>& a, const var<T>& b, transpose_flags t = {}) {
   const T *pa = a.data(), *pb = b.data();
   T* pc = out.data();
   if (batch == 1) {
-    Gemm::template run<T, Exec>(t.a, t.b, Mf, N, K, T(1), pa, lda, pb, ldb, T(0), pc, ldc);
+    if (!detail::run_with_prepacked_weight<Gemm, Exec>(b.get(), t, Mf, N, K, pa, lda, pb, ldb, pc, ldc))
+      Gemm::template run<T, Exec>(t.a, t.b, Mf, N, K, T(1), pa, lda, pb, ldb, T(0), pc, ldc);
   } else {
     Exec::for_each(batch, [&](index_t i) {
       Gemm::template run<T, exec::serial>(t.a, t.b, M, N, K, T(1), pa + i * a_step, lda, pb + i * b_step, ldb, T(0),

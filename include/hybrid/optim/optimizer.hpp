@@ -14,6 +14,7 @@
 
 #include "hybrid/autodiff/parameter.hpp"
 #include "hybrid/backend/parallel.hpp"
+#include "hybrid/backend/prepacked_weights.hpp"
 
 namespace hybrid::optim {
 
@@ -166,6 +167,10 @@ class optimizer {
   // f(group, parameter, state tensors of that parameter) for every trainable parameter.
   template <class F>
   void for_each_trainable(F&& f) {
+    // Every step updates through here: refused where products reuse packed copies of the weights.
+    if (gemm::prepacked_weights::active())
+      throw std::logic_error("optimizer step inside a gemm::prepacked_weights scope: products there reuse weights "
+                             "packed before the step; end the scope first");
     std::size_t i = 0;
     for (auto& g : groups_)
       for (parameter<T>* p : g.params) {
