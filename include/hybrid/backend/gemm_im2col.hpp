@@ -34,25 +34,25 @@ inline im2col_row row_of(const im2col_image& g, index_t r) {
   return {g.image + c * g.H * g.W, t / g.kw, t % g.kw};
 }
 
+// v with lanes [lo, hi) (none when hi <= lo) loaded from row ih of the plane, lane L from input column iw0 + L.
+// The base address may lie before the row (lanes below lo are masked, never read): it is computed as an
+// integer, so no out-of-range pointer is formed.
+HYBRID_AVX512_TARGET inline __m512 load_lanes(__m512 v, const im2col_image& g, const float* plane, index_t ih,
+                                              index_t iw0, index_t lo, index_t hi) {
+  const auto base = reinterpret_cast<std::uintptr_t>(plane + ih * g.W) + static_cast<std::uintptr_t>(iw0) * sizeof(float);
+  return _mm512_mask_loadu_ps(v, lanes_between(lo, hi), reinterpret_cast<const float*>(base));
+}
+
 // Columns q, q + 1, ..., q + count - 1 (count <= 16) of im2col row `row` in the lanes of one register, zero beyond
 // count and outside the image; (oh, ow) is column q's output position. Each run of lanes inside one output row
-// is one masked load from the input row: lanes outside the image are masked, never read.
+// is one masked load from the input row (usually the only one: Wo a multiple of 16).
 HYBRID_AVX512_TARGET inline __m512 im2col_load16(const im2col_image& g, const im2col_row& row, index_t oh, index_t ow,
                                                   index_t count) {
   __m512 v = _mm512_setzero_ps();
   for (index_t lane = 0; lane < count; ++oh, ow = 0) {
     const index_t len = std::min(count - lane, g.Wo - ow), ih = oh * g.sh - g.ph + row.ki;
-    if (ih >= 0 && ih < g.H) {
-      const index_t iw0 = ow - g.pw + row.kj - lane;  // lane L reads input column iw0 + L
-      const index_t lo = std::max(lane, -iw0), hi = std::min(lane + len, g.W - iw0);
-      if (lo < hi) {
-        // The base address may lie before the row (lanes below lo are masked): computed as an integer, so no
-        // out-of-range pointer is formed.
-        const auto base = reinterpret_cast<std::uintptr_t>(row.plane + ih * g.W) +
-                          static_cast<std::uintptr_t>(iw0) * sizeof(float);
-        v = _mm512_mask_loadu_ps(v, lanes_between(lo, hi), reinterpret_cast<const float*>(base));
-      }
-    }
+    const index_t iw0 = ow - g.pw + row.kj - lane;  // lane L reads input column iw0 + L
+    if (ih >= 0 && ih < g.H) v = load_lanes(v, g, row.plane, ih, iw0, std::max(lane, -iw0), std::min(lane + len, g.W - iw0));
     lane += len;
   }
   return v;
