@@ -1,12 +1,9 @@
 // Multi-head attention (queries from one sequence, keys/values from another; self-attention when
 // they are the same), with an additive padding mask. Parameter names follow BERT's BertAttention.
 #pragma once
-#include <cmath>
-
 #include "hybrid/layers/linear.hpp"
-#include "hybrid/ops/dropout.hpp"
+#include "hybrid/ops/attention.hpp"
 #include "hybrid/ops/shape_ops.hpp"
-#include "hybrid/ops/softmax.hpp"
 
 namespace hybrid::layers {
 
@@ -74,13 +71,9 @@ class attention {
     if (queries.rank() != 3 || keys_values.rank() != 3 || queries.dim(0) != keys_values.dim(0))
       throw shape_error("attention", "queries", queries.shape(), "keys/values", keys_values.shape(),
                         "need [B, T, width] with equal B");
-    const var<T> q = split_heads(query_(queries, rng, training), heads_);
-    const var<T> k = split_heads(key_(keys_values, rng, training), heads_);
-    const var<T> v = split_heads(value_(keys_values, rng, training), heads_);
-    const T scale = T(1) / std::sqrt(static_cast<T>(q.dim(3)));
-    var<T> scores = matmul(q, k, {.b = true}) * scale;
-    var<T> probs = dropout(softmax(scores, mask), dropout_, rng, training);
-    return output_(merge_heads(matmul(probs, v)), rng, training);
+    const var<T> q = query_(queries, rng, training), k = key_(keys_values, rng, training),
+                 v = value_(keys_values, rng, training);
+    return output_(scaled_dot_product_attention(q, k, v, heads_, mask, dropout_, rng, training), rng, training);
   }
 
  private:
