@@ -5,15 +5,17 @@
 #                                (bench/model_bench.cpp vs bench/torch_models.py) and the flagship's compile time;
 #                                --quick: fewer repetitions, models on 1 thread only, no compile timing (~2 min)
 #   bench/run.sh --models        only the FMA peak (for "% peak"), the models and the compile time (~10 min)
+#   bench/run.sh --models --cases=multimodal,bert_infer_b1   the same for some model cases only
 #   HYBRID_BENCH_QUIET_LOAD=0.5 HYBRID_BENCH_WAIT_S=600 bench/run.sh   # wait for a quiet machine first
 #   OPENBLAS_CORETYPE=SkylakeX bench/run.sh   # OpenBLAS's AVX-512 kernels (0.3.21 sees Zen 5 as Haswell)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=build-bench
-args=() models=1 kernels=1 quick=0
+args=() models=1 kernels=1 quick=0 cases=""
 for a in "$@"; do
   case "$a" in
     --models) kernels=0 ;;
+    --cases=*) cases="${a#--cases=}"; cases="${cases//,/ }" ;;
     --no-models) models=0 ;;
     --quick) quick=1; args+=("$a") ;;
     *) args+=("$a") ;;
@@ -66,7 +68,7 @@ run_models() {
     "*-openblas-avx512 (AVX-512 CPUs): OPENBLAS_CORETYPE=SkylakeX, OpenBLAS's AVX-512 kernels"
   echo
   local c t
-  for c in $("$build/bench/model_bench" --list); do
+  for c in ${cases:-$("$build/bench/model_bench" --list)}; do
     for t in "${threads[@]}"; do
       "$build/bench/model_bench" --case="$c" --threads="$t" --warmup="$warmup" --reps="$reps" >>"$results" ||
         echo "RESULT case=$c impl=hybrid threads=$t error=1" >>"$results"
