@@ -55,6 +55,54 @@ TEST_CASE("matmul gradients for all transposes, shared and batched b") {
   CHECK(r.ok);
 }
 
+TEST_CASE("matmul gradients into intermediate operands: dA overwritten whole, not added to zeros") {
+  // An intermediate a (not a parameter) gets a fresh adjoint that matmul's backward writes with beta = 0;
+  // check_gradients poisons such adjoints with NaN, so an element left unwritten fails.
+  std::mt19937 rng(3);
+  auto make = [&](const char* n, hybrid::shape s) {
+    parameter<double> p(n, s);
+    fill_uniform(p.value(), rng);
+    return p;
+  };
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      CAPTURE(ta);
+      CAPTURE(tb);
+      auto a = make("a", ta ? hybrid::shape{4, 3} : hybrid::shape{3, 4});
+      auto b = make("b", tb ? hybrid::shape{5, 4} : hybrid::shape{4, 5});
+      auto r = check_gradients([&] { return matmul(var<double>(a.use() * 1.5), b.use(), {.a = ta, .b = tb}); },
+                               {&a, &b});
+      INFO(r.report());
+      CHECK(r.ok);
+      auto ab = make("ab", ta ? hybrid::shape{2, 3, 4, 3} : hybrid::shape{2, 3, 3, 4});
+      auto bb = make("bb", tb ? hybrid::shape{2, 3, 5, 4} : hybrid::shape{2, 3, 4, 5});
+      auto rb = check_gradients(
+          [&] { return matmul(var<double>(tanh(ab.use())), var<double>(bb.use() * 2.0), {.a = ta, .b = tb}); },
+          {&ab, &bb});
+      INFO(rb.report());
+      CHECK(rb.ok);
+    }
+  // The same intermediate on both sides (dA written, then dB added to it), batched and not.
+  auto h = make("h", {2, 4, 4});
+  auto rh = check_gradients(
+      [&] {
+        const var<double> t = tanh(h.use());
+        return matmul(t, t, {.b = true});
+      },
+      {&h});
+  INFO(rh.report());
+  CHECK(rh.ok);
+  auto g = make("g", {4, 4});
+  auto rg = check_gradients(
+      [&] {
+        const var<double> t = g.use() * 0.5;
+        return matmul(t, t);
+      },
+      {&g});
+  INFO(rg.report());
+  CHECK(rg.ok);
+}
+
 TEST_CASE("large products: serial and tbb identical, close to a double reference") {
   tape::current().reset();
   std::mt19937 rng(3);

@@ -49,12 +49,12 @@ gradient_check_result check_gradients(F&& f, const std::vector<parameter<double>
   tp.reset();
   for (auto* p : params) p->zero_grad();
 
-  // Analytic pass, with fresh buffers poisoned so an unwritten output element shows up as NaN.
+  // Analytic pass, with fresh buffers poisoned so an unwritten output element shows up as NaN: outputs in
+  // forward, and in backward the adjoints a callback promised to overwrite whole (tape::adjoint_to_overwrite).
   std::vector<double> weights;
   {
     tp.set_poisoning(true);
     var<double> out = f();
-    tp.set_poisoning(false);
     std::mt19937 rng(opt.seed);
     std::uniform_real_distribution<double> d(0.5, 1.5);
     weights.resize(static_cast<std::size_t>(out.numel()));
@@ -65,6 +65,7 @@ gradient_check_result check_gradients(F&& f, const std::vector<parameter<double>
       for (index_t i = 0; i < out.numel(); ++i) out.grad_data()[i] = weights[static_cast<std::size_t>(i)];
       tp.run_backward();
     }
+    tp.set_poisoning(false);
   }
   auto loss = [&] {
     no_grad ng;

@@ -74,12 +74,17 @@ var<T> matmul(const var<T>& a, const var<T>& b, transpose_flags t = {}) {
   tape::current().record(nc, [=] {
     tape& tp = tape::current();
     const T* dc = tp.adjoint(nc);
-    T *ga = tp.adjoint(na), *gb = tp.adjoint(nb);
+    // dA is written whole by its products below (every element, once): a fresh adjoint is overwritten (beta 0)
+    // instead of zeroed and added to. dB after dA, so that matmul(x, x) adds its second part.
+    bool fresh_a = false;
+    T* ga = tp.adjoint_to_overwrite(na, fresh_a);
+    T* gb = tp.adjoint(nb);
+    const T beta_a = fresh_a ? T(0) : T(1);
     auto grad_a = [&](const T* A, const T* B, const T* dC, T* dA, index_t m) {
       (void)A;
       // C = op(A) op(B):  dA = dC op(B)^T, or its transpose when A is stored transposed.
-      if (!t.a) Gemm::template run<T, exec::serial>(false, !t.b, m, K, N, T(1), dC, ldc, B, ldb, T(1), dA, lda);
-      else Gemm::template run<T, exec::serial>(t.b, true, K, m, N, T(1), B, ldb, dC, ldc, T(1), dA, lda);
+      if (!t.a) Gemm::template run<T, exec::serial>(false, !t.b, m, K, N, T(1), dC, ldc, B, ldb, beta_a, dA, lda);
+      else Gemm::template run<T, exec::serial>(t.b, true, K, m, N, T(1), B, ldb, dC, ldc, beta_a, dA, lda);
     };
     auto grad_b = [&](const T* A, const T* dC, T* dB, index_t m) {
       if (!t.b) Gemm::template run<T, exec::serial>(!t.a, false, K, N, m, T(1), A, lda, dC, ldc, T(1), dB, ldb);
@@ -88,8 +93,8 @@ var<T> matmul(const var<T>& a, const var<T>& b, transpose_flags t = {}) {
     if (batch == 1) {
       // One big product each: let the policy tile it across threads.
       if (ga) {
-        if (!t.a) Gemm::template run<T, Exec>(false, !t.b, Mf, K, N, T(1), dc, ldc, nb->value, ldb, T(1), ga, lda);
-        else Gemm::template run<T, Exec>(t.b, true, K, Mf, N, T(1), nb->value, ldb, dc, ldc, T(1), ga, lda);
+        if (!t.a) Gemm::template run<T, Exec>(false, !t.b, Mf, K, N, T(1), dc, ldc, nb->value, ldb, beta_a, ga, lda);
+        else Gemm::template run<T, Exec>(t.b, true, K, Mf, N, T(1), nb->value, ldb, dc, ldc, beta_a, ga, lda);
       }
       if (gb) {
         if (!t.b) Gemm::template run<T, Exec>(!t.a, false, K, N, Mf, T(1), na->value, lda, dc, ldc, T(1), gb, ldb);
