@@ -1,6 +1,8 @@
 // matmul: values against a naive product, gradients for every transpose combination, batching, errors.
 #include <doctest/doctest.h>
 
+#include <vector>
+
 #include <hybrid/autodiff/elementwise.hpp>
 #include <hybrid/autodiff/gradient_check.hpp>
 #include <hybrid/ops/matmul.hpp>
@@ -25,82 +27,56 @@ TEST_CASE("matmul values match a naive product") {
     }
 }
 
-TEST_CASE("matmul gradients for all transposes, shared and batched b") {
+TEST_CASE("matmul gradients for all transposes, shared and batched b, parameters and intermediate operands") {
+  // An intermediate operand (not a parameter) gets a fresh adjoint that matmul's backward writes with beta = 0;
+  // check_gradients poisons such adjoints with NaN, so an element left unwritten fails.
   std::mt19937 rng(2);
   auto make = [&](const char* n, hybrid::shape s) {
     parameter<double> p(n, s);
     fill_uniform(p.value(), rng);
     return p;
   };
-  for (bool ta : {false, true})
-    for (bool tb : {false, true}) {
-      CAPTURE(ta);
-      CAPTURE(tb);
-      auto a = make("a", ta ? hybrid::shape{4, 3} : hybrid::shape{3, 4});
-      auto b = make("b", tb ? hybrid::shape{5, 4} : hybrid::shape{4, 5});
-      auto r = check_gradients([&] { return matmul(a.use(), b.use(), {.a = ta, .b = tb}); }, {&a, &b});
-      INFO(r.report());
-      CHECK(r.ok);
-      auto ab = make("ab", ta ? hybrid::shape{2, 3, 4, 3} : hybrid::shape{2, 3, 3, 4});
-      auto bb = make("bb", tb ? hybrid::shape{2, 3, 5, 4} : hybrid::shape{2, 3, 4, 5});
-      auto rb = check_gradients([&] { return matmul(ab.use(), bb.use(), {.a = ta, .b = tb}); }, {&ab, &bb});
-      INFO(rb.report());
-      CHECK(rb.ok);
-    }
+  auto check = [](auto&& f, std::vector<parameter<double>*> params) {
+    const auto r = check_gradients(f, params);
+    INFO(r.report());
+    CHECK(r.ok);
+  };
+  for (bool intermediate : {false, true})
+    for (bool ta : {false, true})
+      for (bool tb : {false, true}) {
+        CAPTURE(intermediate);
+        CAPTURE(ta);
+        CAPTURE(tb);
+        // The operand as used: the parameter itself, or a value derived from it.
+        auto operand = [intermediate](const parameter<double>& p) {
+          return intermediate ? var<double>(tanh(p.use())) : p.use();
+        };
+        auto a = make("a", ta ? hybrid::shape{4, 3} : hybrid::shape{3, 4});
+        auto b = make("b", tb ? hybrid::shape{5, 4} : hybrid::shape{4, 5});
+        check([&] { return matmul(operand(a), operand(b), {.a = ta, .b = tb}); }, {&a, &b});
+        auto ab = make("ab", ta ? hybrid::shape{2, 3, 4, 3} : hybrid::shape{2, 3, 3, 4});
+        auto bb = make("bb", tb ? hybrid::shape{2, 3, 5, 4} : hybrid::shape{2, 3, 4, 5});
+        check([&] { return matmul(operand(ab), operand(bb), {.a = ta, .b = tb}); }, {&ab, &bb});
+      }
   // A linear layer: [B, T, in] x W[out, in]^T.
   auto x = make("x", {2, 3, 4});
   auto w = make("w", {6, 4});
-  auto r = check_gradients([&] { return matmul(x.use(), w.use(), {.b = true}); }, {&x, &w});
-  INFO(r.report());
-  CHECK(r.ok);
-}
-
-TEST_CASE("matmul gradients into intermediate operands: dA overwritten whole, not added to zeros") {
-  // An intermediate a (not a parameter) gets a fresh adjoint that matmul's backward writes with beta = 0;
-  // check_gradients poisons such adjoints with NaN, so an element left unwritten fails.
-  std::mt19937 rng(3);
-  auto make = [&](const char* n, hybrid::shape s) {
-    parameter<double> p(n, s);
-    fill_uniform(p.value(), rng);
-    return p;
-  };
-  for (bool ta : {false, true})
-    for (bool tb : {false, true}) {
-      CAPTURE(ta);
-      CAPTURE(tb);
-      auto a = make("a", ta ? hybrid::shape{4, 3} : hybrid::shape{3, 4});
-      auto b = make("b", tb ? hybrid::shape{5, 4} : hybrid::shape{4, 5});
-      auto r = check_gradients([&] { return matmul(var<double>(a.use() * 1.5), b.use(), {.a = ta, .b = tb}); },
-                               {&a, &b});
-      INFO(r.report());
-      CHECK(r.ok);
-      auto ab = make("ab", ta ? hybrid::shape{2, 3, 4, 3} : hybrid::shape{2, 3, 3, 4});
-      auto bb = make("bb", tb ? hybrid::shape{2, 3, 5, 4} : hybrid::shape{2, 3, 4, 5});
-      auto rb = check_gradients(
-          [&] { return matmul(var<double>(tanh(ab.use())), var<double>(bb.use() * 2.0), {.a = ta, .b = tb}); },
-          {&ab, &bb});
-      INFO(rb.report());
-      CHECK(rb.ok);
-    }
+  check([&] { return matmul(x.use(), w.use(), {.b = true}); }, {&x, &w});
   // The same intermediate on both sides (dA written, then dB added to it), batched and not.
   auto h = make("h", {2, 4, 4});
-  auto rh = check_gradients(
+  check(
       [&] {
         const var<double> t = tanh(h.use());
         return matmul(t, t, {.b = true});
       },
       {&h});
-  INFO(rh.report());
-  CHECK(rh.ok);
   auto g = make("g", {4, 4});
-  auto rg = check_gradients(
+  check(
       [&] {
         const var<double> t = g.use() * 0.5;
         return matmul(t, t);
       },
       {&g});
-  INFO(rg.report());
-  CHECK(rg.ok);
 }
 
 TEST_CASE("large products: serial and tbb identical, close to a double reference") {

@@ -20,7 +20,7 @@ using namespace hybrid;
 namespace {
 std::vector<float> values_of(const var<float>& v) { return {v.values().begin(), v.values().end()}; }
 // Whether products here take the prepacked path at all (our AVX-512 kernel is the default's choice).
-bool prepacking_here() { return gemm::fastest::packs_weights(); }
+bool prepacking_here() { return gemm::fastest::takes_packed_operands(); }
 }  // namespace
 
 TEST_CASE("prepacked weights: the same bits as ordinary products, any shape, tiles or one call") {

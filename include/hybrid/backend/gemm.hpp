@@ -42,8 +42,8 @@ struct fastest {
     static const bool yes = avx512::active() && !openblas_runs_avx512();
     return yes;
   }
-  // Whether float convolutions may pack their im2col operand straight from the image (backend/gemm_im2col.hpp).
-  static bool packs_im2col() { return use_avx512() && avx512::packs_im2col(); }
+  // Whether float products may take operands packed in advance or from an image (see avx512_or).
+  static bool takes_packed_operands() { return use_avx512(); }
   // The policy float products go to in this process: "avx512", "openblas" or "eigen".
   static const char* chosen() { return use_avx512() ? avx512::name : fallback::name; }
 
@@ -60,8 +60,7 @@ struct fastest {
       avx512::run<T, Exec>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     else fallback::run<T, Exec>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   }
-  // Products with op(B) packed in advance (gemm::prepacked_weights) where float products run our kernel.
-  static bool packs_weights() { return use_avx512() && avx512::packs_weights(); }
+  // Products with op(B) packed in advance (gemm::prepacked_weights), where takes_packed_operands().
 #if HYBRID_GEMM_AVX512_COMPILED
   template <class Exec = exec::default_policy>
   static void run_prepacked(bool ta, index_t M, const float* A, index_t lda, const avx512_detail::packed_weight& B,

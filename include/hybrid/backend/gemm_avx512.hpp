@@ -346,8 +346,9 @@ struct avx512_or {
   using fallback = Fallback;
   // Whether float products run the AVX-512 kernel here (false: they go to Fallback).
   static bool active() { return avx512_detail::cpu_has_avx512(); }
-  // Whether float convolutions may pack their im2col operand straight from the image (backend/gemm_im2col.hpp).
-  static bool packs_im2col() { return HYBRID_GEMM_AVX512_COMPILED && active(); }
+  // Whether float products may take operands packed by other means than run(): weights packed in advance
+  // (gemm::prepacked_weights, run_prepacked) and im2col matrices packed from the image (backend/gemm_im2col.hpp).
+  static bool takes_packed_operands() { return active(); }
 
   template <class T>
   static void tile(bool ta, bool tb, index_t m, index_t n, index_t k, T alpha, const T* A, index_t lda, const T* B,
@@ -377,11 +378,8 @@ struct avx512_or {
     });
   }
 
-  // Whether products may take op(B) packed in advance (gemm::prepacked_weights): where the kernel runs.
-  static bool packs_weights() { return HYBRID_GEMM_AVX512_COMPILED && active(); }
-
 #if HYBRID_GEMM_AVX512_COMPILED
-  // C[M x N] = op(A) * B, B packed in advance (packed_weight, N and K its own); only where packs_weights().
+  // C[M x N] = op(A) * B, B packed in advance (packed_weight, N and K its own); only where takes_packed_operands().
   template <class Exec = exec::default_policy>
   static void run_prepacked(bool ta, index_t M, const float* A, index_t lda, const avx512_detail::packed_weight& B,
                             float* C, index_t ldc) {

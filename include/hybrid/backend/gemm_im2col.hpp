@@ -108,7 +108,7 @@ struct im2col_a {
 }  // namespace avx512_detail
 #endif
 
-// The two products below run only where the policy's packs_im2col() (gemm::avx512, gemm::fastest) is true.
+// The two products below run only where the policy's takes_packed_operands() (gemm::avx512, gemm::fastest) is true.
 // out[O, P] = weight[O, K] * im2col(x) (K = x.rows(), P = x.cols(); out's rows P apart), on the calling thread.
 inline void conv_product_from_image([[maybe_unused]] const im2col_image& x, [[maybe_unused]] const float* weight,
                                     [[maybe_unused]] index_t O, [[maybe_unused]] float* out) {

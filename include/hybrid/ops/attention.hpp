@@ -30,7 +30,7 @@ var<T> scaled_dot_product_attention(const var<T>& q, const var<T>& k, const var<
     throw shape_error(op, "q", q.shape(), "k", k.shape(), "need q [B, Tq, W], k and v [B, Tk, W] (v " + v.shape().str() + ")");
   if (heads <= 0 || q.dim(2) % heads != 0)
     throw shape_error(op, "q", q.shape(), "heads", hybrid::shape{heads}, "width is not a multiple of heads");
-  if (!(p >= 0 && p <= 1)) throw std::invalid_argument(std::string(op) + ": p must be in [0, 1], got " + std::to_string(p));
+  detail::check_dropout_p(op, p);
   if (mask.valid() && mask.requires_grad())
     throw std::invalid_argument(std::string(op) + ": the mask gets no gradient; pass it as a constant");
   const index_t B = q.dim(0), Tq = q.dim(1), Tk = k.dim(1), W = q.dim(2), H = heads, D = W / heads;
@@ -39,13 +39,9 @@ var<T> scaled_dot_product_attention(const var<T>& q, const var<T>& k, const var<
   const row_broadcast mb = pm ? row_broadcast::make(op, "mask", scores, mask.shape()) : row_broadcast{};
   const T scale = T(1) / std::sqrt(static_cast<T>(D));
   const bool drop = training && p > 0;
-  if (drop && B * H * Tq * Tk > index_t{0xffffffff})
-    throw std::length_error(std::string(op) + ": more than 2^32 - 1 attention probabilities to drop out");
   // One key per call, drawn before anything else, as dropout(probabilities) would.
-  const std::uint64_t key = drop ? rng.next_key() : 0;
-  const detail::dropout_mask<T> dmask{static_cast<std::uint32_t>(key), static_cast<std::uint32_t>(key >> 32),
-                                      static_cast<std::uint32_t>(std::min(p * 4294967296.0, 4294967295.0)),
-                                      p < 1 ? static_cast<T>(1 / (1 - p)) : T(0)};
+  const detail::dropout_mask<T> dmask = drop ? detail::draw_dropout_mask<T>(op, p, B * H * Tq * Tk, rng)
+                                             : detail::dropout_mask<T>{};
 
   tape& tp = tape::current();
   const bool needs_grad = tp.recording() && any_requires_grad(q, k, v);

@@ -188,9 +188,9 @@ var<float> conv_forward_from_image(const conv_geometry g, const hybrid::shape& o
 template <class Exec, class Gemm, class T>
 var<T> conv_forward(const conv_geometry g, const hybrid::shape& out_shape, const var<T>& x, const var<T>& w,
                     const var<T>& bias) {
-  if constexpr (std::is_same_v<T, float> && requires { Gemm::packs_im2col(); }) {
+  if constexpr (std::is_same_v<T, float> && requires { Gemm::takes_packed_operands(); }) {
     // One chunk is one product tiled over the threads (below); the image-packed products run one per thread.
-    if (g.sw == 1 && g.B > g.images_per_chunk() && Gemm::packs_im2col())
+    if (g.sw == 1 && g.B > g.images_per_chunk() && Gemm::takes_packed_operands())
       return conv_forward_from_image<Exec, Gemm>(g, out_shape, x, w, bias);
   }
   using P = typename simd::default_policy::template pack<T>;

@@ -73,20 +73,30 @@ struct dropout_rng {
   std::uint64_t next_key() { return detail::mix64(detail::mix64(seed) + ++counter * detail::golden64); }
 };
 
+namespace detail {
+inline void check_dropout_p(const char* op, double p) {
+  if (!(p >= 0 && p <= 1)) throw std::invalid_argument(std::string(op) + ": p must be in [0, 1], got " + std::to_string(p));
+}
+// The mask of one dropout call over n elements (its key drawn from rng): dropout() and the fused attention.
+template <class T>
+dropout_mask<T> draw_dropout_mask(const char* op, double p, index_t n, dropout_rng& rng) {
+  if (n > index_t{0xffffffff}) throw std::length_error(std::string(op) + ": more than 2^32 - 1 elements to drop out");
+  const std::uint64_t key = rng.next_key();
+  return {static_cast<std::uint32_t>(key), static_cast<std::uint32_t>(key >> 32),
+          static_cast<std::uint32_t>(std::min(p * 4294967296.0, 4294967295.0)), p < 1 ? static_cast<T>(1 / (1 - p)) : T(0)};
+}
+}  // namespace detail
+
 // Inverted dropout: zeroes each element with probability p and scales the rest by 1 / (1 - p), so the
 // expectation is x. Returns x itself (no copy, rng untouched) when !training or p == 0. p == 1 gives zeros.
 // The mask is never stored: backward recomputes it from the key (four 32-bit multiplies per element),
 // where a stored mask would cost an activation-sized buffer per dropout site for the whole step.
 template <class Exec = exec::default_policy, class T>
 var<T> dropout(const var<T>& x, double p, dropout_rng& rng, bool training = true) {
-  if (!(p >= 0 && p <= 1)) throw std::invalid_argument("dropout: p must be in [0, 1], got " + std::to_string(p));
+  detail::check_dropout_p("dropout", p);
   if (!training || p == 0) return x;
   const index_t n = x.numel();
-  if (n > index_t{0xffffffff}) throw std::length_error("dropout: more than 2^32 - 1 elements");
-  const std::uint64_t key = rng.next_key();
-  const detail::dropout_mask<T> mask{static_cast<std::uint32_t>(key), static_cast<std::uint32_t>(key >> 32),
-                                     static_cast<std::uint32_t>(std::min(p * 4294967296.0, 4294967295.0)),
-                                     p < 1 ? static_cast<T>(1 / (1 - p)) : T(0)};
+  const detail::dropout_mask<T> mask = detail::draw_dropout_mask<T>("dropout", p, n, rng);
   const bool needs_grad = tape::current().recording() && x.requires_grad();
   var<T> out = make_result<T>(x.shape(), needs_grad);
   mask.template apply<false, Exec>(x.data(), out.data(), n);

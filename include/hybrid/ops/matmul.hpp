@@ -20,8 +20,8 @@ bool run_with_prepacked_weight([[maybe_unused]] const node<T>* w, [[maybe_unused
                                [[maybe_unused]] const T* A, [[maybe_unused]] index_t lda, [[maybe_unused]] const T* W,
                                [[maybe_unused]] index_t ldw, [[maybe_unused]] T* C, [[maybe_unused]] index_t ldc) {
 #if HYBRID_GEMM_AVX512_COMPILED
-  if constexpr (std::is_same_v<T, float> && requires { Gemm::packs_weights(); }) {
-    if (w->weight && gemm::prepacked_weights::active() && Gemm::packs_weights()) {
+  if constexpr (std::is_same_v<T, float> && requires { Gemm::takes_packed_operands(); }) {
+    if (w->weight && gemm::prepacked_weights::active() && Gemm::takes_packed_operands()) {
       Gemm::template run_prepacked<Exec>(t.a, M, A, lda, gemm::prepacked_weights::get(t.b, K, N, W, ldw), C, ldc);
       return true;
     }
