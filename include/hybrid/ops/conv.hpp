@@ -7,6 +7,7 @@
 #include <type_traits>
 
 #include "hybrid/autodiff/tape.hpp"
+#include "hybrid/backend/conv_direct_avx512.hpp"
 #include "hybrid/backend/gemm.hpp"
 #include "hybrid/backend/gemm_im2col.hpp"
 #include "hybrid/ops/reduce.hpp"
@@ -185,13 +186,123 @@ var<float> conv_forward_from_image(const conv_geometry g, const hybrid::shape& o
   return out;
 }
 
+// 3x3 convolutions with stride 1 (and padding <= 2) where our AVX-512 kernels run: direct kernels on zero-padded
+// planes (backend/conv_direct_avx512.hpp), no im2col at all. The output and the input gradient are one kernel
+// (dX is the convolution of dY padded by 2 - p with the weight flipped and transposed); the weight gradient has its
+// own. Why: on small images the im2col packing and col2im cost as much as the products (docs/performance.md, 5.3).
+inline bool direct_conv_applies(const conv_geometry& g) {
+  return g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.ph <= 2 && g.pw <= 2;
+}
+
+#if HYBRID_GEMM_AVX512_COMPILED
+template <class Exec>
+var<float> conv_forward_direct(const conv_geometry g, const hybrid::shape& out_shape, const var<float>& x,
+                               const var<float>& w, const var<float>& bias) {
+  using P = typename simd::default_policy::template pack<float>;
+  tape& tp = tape::current();
+  const bool needs_grad = tp.recording() && (any_requires_grad(x, w) || (bias.valid() && bias.requires_grad()));
+  var<float> out = make_result<float>(out_shape, needs_grad);
+  const index_t K = g.K(), Pn = g.P(), per = g.images_per_chunk(), chunks = (g.B + per - 1) / per;
+  const index_t image_size = g.C * g.H * g.W, x_padded = direct_conv::padded_planes::floats(g.C, g.H, g.W, g.ph, g.pw);
+  {
+    tape_scope scratch;
+    float* wt = tp.allocate<float>(K * g.O);  // [K][O]: a tap's O weights side by side, broadcast in turn
+    for (index_t o = 0; o < g.O; ++o)
+      for (index_t k = 0; k < K; ++k) wt[k * g.O + o] = w.data()[o * K + k];
+    float* pad = tp.allocate<float>(chunks * x_padded);
+    const float *xv = x.data(), *bv = bias.valid() ? bias.data() : nullptr;
+    float* y = out.data();
+    Exec::for_each(chunks, [&](index_t k) {
+      float* buf = pad + k * x_padded;
+      for (index_t b = k * per; b < std::min(g.B, (k + 1) * per); ++b) {
+        const auto planes = direct_conv::pad_planes(xv + b * image_size, g.C, g.H, g.W, g.ph, g.pw, buf);
+        direct_conv::conv3x3_image(buf, planes, wt, g.O, bv, false, y + b * g.O * Pn, g.Ho, g.Wo);
+      }
+    });
+  }
+  if (!needs_grad) return out;
+
+  node<float>*nx = x.get(), *nw = w.get(), *nb = bias.valid() ? bias.get() : nullptr, *ny = out.get();
+  tp.record(ny, [=] {
+    tape& t = tape::current();
+    // The adjoints first: the scratch scope's rewind would take back any allocated after its mark.
+    const float* gy = t.adjoint(ny);
+    float *gw = t.adjoint(nw), *gx = t.adjoint(nx), *gb = nb ? t.adjoint(nb) : nullptr;
+    tape_scope scratch;
+    // dY padded by 2 - p: the input gradient is its 3x3 convolution with wflip[(o * 3 + ki) * 3 + kj][c] =
+    // w[o][c][2 - ki][2 - kj].
+    const index_t y_padded = direct_conv::padded_planes::floats(g.O, g.Ho, g.Wo, 2 - g.ph, 2 - g.pw);
+    // The weight gradient runs over groups of images whose padded planes and dY fit in L2 (about 512 KiB).
+    const index_t group = std::clamp<index_t>(131072 / (x_padded + g.O * Pn), 1, std::min<index_t>(per, 16));
+    float* wflip = gx ? t.allocate<float>(g.O * K) : nullptr;
+    float* ybuf = gx ? t.allocate<float>(chunks * y_padded) : nullptr;
+    float* xbuf = gw ? t.allocate<float>(chunks * group * x_padded) : nullptr;
+    // Per chunk: its share of the weight and bias gradients, summed afterwards in chunk order (never by thread).
+    float* dw_part = gw ? t.allocate<float>(chunks * g.O * K) : nullptr;
+    float* db_part = gb ? t.allocate<float>(chunks * g.O) : nullptr;
+    if (gx)
+      for (index_t o = 0; o < g.O; ++o)
+        for (index_t c = 0; c < g.C; ++c)
+          for (index_t k = 0; k < 9; ++k) wflip[(o * 9 + k) * g.C + c] = nw->value[(o * g.C + c) * 9 + 8 - k];
+    Exec::for_each(chunks, [&](index_t k) {
+      const index_t b0 = k * per, n = std::min(per, g.B - b0);
+      if (gb)
+        for (index_t o = 0; o < g.O; ++o) {
+          float s = 0;
+          for (index_t i = 0; i < n; ++i) s += rowwise::sum<P>(gy + ((b0 + i) * g.O + o) * Pn, Pn);
+          db_part[k * g.O + o] = s;
+        }
+      if (gw) {
+        float* part = dw_part + k * g.O * K;
+        std::fill_n(part, g.O * K, 0.f);
+        const float* ins[16];
+        const float* dys[16];
+        for (index_t i0 = 0; i0 < n; i0 += group) {
+          const index_t m = std::min(group, n - i0);
+          direct_conv::padded_planes planes{};
+          for (index_t i = 0; i < m; ++i) {
+            float* buf = xbuf + (k * group + i) * x_padded;
+            planes = direct_conv::pad_planes(nx->value + (b0 + i0 + i) * image_size, g.C, g.H, g.W, g.ph, g.pw, buf);
+            ins[i] = buf;
+            dys[i] = gy + (b0 + i0 + i) * g.O * Pn;
+          }
+          direct_conv::conv3x3_weight_grad(ins, dys, m, planes, g.O, g.Ho, g.Wo, part);
+        }
+      }
+      if (gx) {
+        float* buf = ybuf + k * y_padded;
+        for (index_t b = b0; b < b0 + n; ++b) {
+          const auto planes = direct_conv::pad_planes(gy + b * g.O * Pn, g.O, g.Ho, g.Wo, 2 - g.ph, 2 - g.pw, buf);
+          direct_conv::conv3x3_image(buf, planes, wflip, g.C, nullptr, true, gx + b * image_size, g.H, g.W);
+        }
+      }
+    });
+    if (gb)
+      for (index_t k = 0; k < chunks; ++k)
+        for (index_t o = 0; o < g.O; ++o) gb[o] += db_part[k * g.O + o];
+    if (gw) {
+      const exec::row_chunks rc(g.O, K);
+      Exec::for_each(rc.count, [&](index_t r) {
+        for (index_t k = 0; k < chunks; ++k)
+          for (index_t i = rc.begin(r) * K; i < rc.end(r) * K; ++i) gw[i] += dw_part[k * g.O * K + i];
+      });
+    }
+  });
+  return out;
+}
+#endif
+
 template <class Exec, class Gemm, class T>
 var<T> conv_forward(const conv_geometry g, const hybrid::shape& out_shape, const var<T>& x, const var<T>& w,
                     const var<T>& bias) {
   if constexpr (std::is_same_v<T, float> && requires { Gemm::takes_packed_operands(); }) {
     // One chunk is one product tiled over the threads (below); the image-packed products run one per thread.
-    if (g.sw == 1 && g.B > g.images_per_chunk() && Gemm::takes_packed_operands())
+    if (g.sw == 1 && g.B > g.images_per_chunk() && Gemm::takes_packed_operands()) {
+#if HYBRID_GEMM_AVX512_COMPILED
+      if (direct_conv_applies(g)) return conv_forward_direct<Exec>(g, out_shape, x, w, bias);
+#endif
       return conv_forward_from_image<Exec, Gemm>(g, out_shape, x, w, bias);
+    }
   }
   using P = typename simd::default_policy::template pack<T>;
   tape& tp = tape::current();
