@@ -106,6 +106,22 @@ void conv_gemm(bool single, bool ta, bool tb, index_t M, index_t N, index_t K, c
   else Gemm::template run<T, exec::serial>(ta, tb, M, N, K, T(1), A, lda, B, ldb, beta, C, ldc);
 }
 
+// The chunks' shares of the bias and weight gradients (db_part [chunks][O], dw_part [chunks][O][K], either may be
+// null) added to gb and gw in chunk order: the sums never depend on the threads.
+template <class Exec, class T>
+void add_chunk_partials(index_t chunks, index_t O, index_t K, const T* db_part, T* gb, const T* dw_part, T* gw) {
+  if (db_part)
+    for (index_t k = 0; k < chunks; ++k)
+      for (index_t o = 0; o < O; ++o) gb[o] += db_part[k * O + o];
+  if (dw_part) {
+    const exec::row_chunks rc(O, K);
+    Exec::for_each(rc.count, [&](index_t r) {
+      for (index_t k = 0; k < chunks; ++k)
+        for (index_t i = rc.begin(r) * K; i < rc.end(r) * K; ++i) gw[i] += dw_part[k * O * K + i];
+    });
+  }
+}
+
 // Where the GEMM policy runs our AVX-512 kernel (float, column stride 1, several chunks): the same products, the
 // im2col matrix packed straight from the image into the kernel's panels (backend/gemm_im2col.hpp) instead of
 // written out and packed again, one product per image straight into the output (no [O, n, P] reorder), and the
@@ -169,9 +185,7 @@ var<float> conv_forward_from_image(const conv_geometry g, const hybrid::shape& o
         }
       }
     });
-    if (gb)
-      for (index_t k = 0; k < chunks; ++k)
-        for (index_t o = 0; o < g.O; ++o) gb[o] += db_part[k * g.O + o];
+    add_chunk_partials<Exec, float>(chunks, g.O, K, db_part, gb, nullptr, nullptr);
     if (gw) {
       // Chunks summed into the first one (contiguous, in chunk order), then added to dW transposed.
       const exec::row_chunks rc(K, g.O);
@@ -277,16 +291,7 @@ var<float> conv_forward_direct(const conv_geometry g, const hybrid::shape& out_s
         }
       }
     });
-    if (gb)
-      for (index_t k = 0; k < chunks; ++k)
-        for (index_t o = 0; o < g.O; ++o) gb[o] += db_part[k * g.O + o];
-    if (gw) {
-      const exec::row_chunks rc(g.O, K);
-      Exec::for_each(rc.count, [&](index_t r) {
-        for (index_t k = 0; k < chunks; ++k)
-          for (index_t i = rc.begin(r) * K; i < rc.end(r) * K; ++i) gw[i] += dw_part[k * g.O * K + i];
-      });
-    }
+    add_chunk_partials<Exec>(chunks, g.O, K, db_part, gb, dw_part, gw);
   });
   return out;
 }
@@ -372,16 +377,7 @@ var<T> conv_forward(const conv_geometry g, const hybrid::shape& out_shape, const
         for (index_t i = 0; i < n; ++i) im2col_pass<true, T>(g, gx + (b0 + i) * g.C * g.H * g.W, c + i * Pn, N);
       }
     });
-    if (db)
-      for (index_t k = 0; k < chunks; ++k)
-        for (index_t o = 0; o < g.O; ++o) gb[o] += db_part[k * g.O + o];
-    if (dw_part) {
-      const exec::row_chunks rc(g.O, K);
-      Exec::for_each(rc.count, [&](index_t r) {
-        for (index_t k = 0; k < chunks; ++k)
-          for (index_t i = rc.begin(r) * K; i < rc.end(r) * K; ++i) gw[i] += dw_part[k * g.O * K + i];
-      });
-    }
+    add_chunk_partials<Exec>(chunks, g.O, K, db_part, gb, dw_part, gw);
   });
   return out;
 }
