@@ -6,11 +6,10 @@
 //   - the last BERT layer's attention, softmax(Q K^T / sqrt(d) + mask), averaged over the heads,
 // where z_c is the logit of the predicted class, and draws them into one PNG. See docs/explain.md.
 //
-// The encoders' forward passes take token ids and copy the images onto the tape as constants, so neither
-// the word embeddings nor the pixels can be made differentiable leaves through enc::bert / enc::conv_image
-// themselves; attention probabilities are not kept by layers::attention. The model below therefore runs
-// the same computation from the encoders' own sub-modules and parameters (visit / visit_modules), with the
-// embeddings and pixels as parameters, and checks at start-up that it matches the encoders' outputs.
+// The inputs are leaves of the tape: the word embeddings go into enc::bert_model as inputs_embeds and the pixels
+// into enc::conv_image_model as a var, so their gradients land in the leaves' .grad(). The last layer's
+// attention is recomputed from its input (bert_model's hidden_states) with that layer's query and key
+// projections: layers::attention keeps no probabilities in inference.
 //
 // Usage: explain [--epochs N] [--quick] [--seed S] [--items I,J] [--out FILE.png]
 #include <algorithm>
@@ -43,46 +42,28 @@ constexpr enc::bert_config text_cfg{.vocab = 30522, .hidden = width, .layers = 2
                                     .max_positions = 32, .dropout = 0.1, .attention_dropout = 0.1};
 constexpr enc::conv_image_config image_cfg{.size = image_size, .channels = 3, .width = width, .base = 16, .blocks = 2};
 
-// What the explanation reads from inside a forward pass.
-struct probe {
-  tensor<float> last_block_input;  // [B, L, width]: the input of the last transformer block
-};
-
-// text (BERT, pooled [CLS]) and image (CNN) -> mean -> linear head. Owns enc::bert_model and
-// enc::conv_image_model and runs their computation from their sub-modules (see the top of the file).
+// text (BERT, pooled [CLS]) and image (CNN) -> mean -> linear head.
 class text_image_model {
  public:
   using value_type = float;
 
   text_image_model() : text_(text_cfg), image_(image_cfg), head_(width, classes) {
-    layers::transformer_block<float>* last = nullptr;
-    text_.visit_modules("", [&](const std::string& name, auto& m) {
-      using M = std::remove_cvref_t<decltype(m)>;
-      if constexpr (std::is_same_v<M, layers::embedding<float>>) {
-        (name.ends_with("word_embeddings") ? word_ : name.ends_with("position_embeddings") ? position_ : token_type_) = &m;
-      } else if constexpr (std::is_same_v<M, layers::layer_norm<float>>) {
-        embedding_norm_ = &m;
-      } else if constexpr (std::is_same_v<M, layers::transformer_block<float>>) {
-        blocks_.push_back(last = &m);
-      } else if constexpr (std::is_same_v<M, layers::linear<float>>) {
-        pooler_ = &m;
-      }
-    });
     // The last block's attention projections (BERT blocks are post-LN: the attention reads the block input).
-    last->visit_modules("", [&](const std::string&, auto& m) {
-      if constexpr (std::is_same_v<std::remove_cvref_t<decltype(m)>, layers::attention<float>>) {
-        heads_ = m.heads();
-        m.visit_modules("", [&](const std::string& name, layers::linear<float>& l) {
-          if (name == "self.query") query_ = &l;
-          if (name == "self.key") key_ = &l;
-        });
-      }
+    layers::transformer_block<float>* last = nullptr;
+    text_.visit_modules("", [&](const std::string&, auto& m) {
+      if constexpr (std::is_same_v<std::remove_cvref_t<decltype(m)>, layers::transformer_block<float>>) last = &m;
     });
-    image_.visit("", [&](const std::string& name, parameter<float>& p) {
-      if (name == "proj.weight") proj_weight_ = &p;
-      else if (name == "proj.bias") proj_bias_ = &p;
-      else conv_.push_back(&p);  // blocks.i.conv1.weight, .bias, blocks.i.conv2.weight, .bias, ...
-    });
+    if (last)
+      last->visit_modules("", [&](const std::string&, auto& m) {
+        if constexpr (std::is_same_v<std::remove_cvref_t<decltype(m)>, layers::attention<float>>) {
+          heads_ = m.heads();
+          m.visit_modules("", [&](const std::string& name, layers::linear<float>& l) {
+            if (name == "self.query") query_ = &l;
+            if (name == "self.key") key_ = &l;
+          });
+        }
+      });
+    if (!query_ || !key_) throw std::logic_error("explain: the last BERT layer's attention was not found");
     std::mt19937 rng(7);
     head_.init(rng);
     assign_names(*this);
@@ -97,44 +78,15 @@ class text_image_model {
     head_.visit(join_name(prefix, "head"), f);
   }
 
-  const layers::embedding<float>& word_embeddings() const { return *word_; }
-  const enc::bert_model<float>& text_encoder() const { return text_; }
-  const enc::conv_image_model<float>& image_encoder() const { return image_; }
+  layers::embedding<float>& word_embeddings() { return text_.word_embeddings(); }
 
-  // BertModel's pooled output; `words` are the word-embedding vectors [B, L, width] (looked up from the
-  // table when not given). Same computation as enc::bert_model::operator().
-  var<float> text_features(const enc::text_input& in, var<float> words, dropout_rng& rng, bool training,
-                           probe* p = nullptr) const {
-    const index_t B = in.ids.dim(0), L = in.ids.dim(1);
-    const hybrid::shape layout{B, L};
-    std::vector<std::int32_t> positions(static_cast<std::size_t>(B * L)), types(static_cast<std::size_t>(B * L), 0);
-    for (index_t b = 0; b < B; ++b) std::iota(positions.begin() + b * L, positions.begin() + (b + 1) * L, 0);
-    if (!words.valid()) words = (*word_)(in.ids.span(), layout);
-    const var<float> e = words + (*position_)(positions, layout) + (*token_type_)(types, layout);
-    var<float> x = dropout((*embedding_norm_)(e), text_cfg.dropout, rng, training);
-    const var<float> mask = layers::additive_padding_mask<float>(in.attention_mask.span(), B, L);
-    for (std::size_t i = 0; i < blocks_.size(); ++i) {
-      if (p && i + 1 == blocks_.size()) p->last_block_input = x.value();
-      x = (*blocks_[i])(x, mask, rng, training);
-    }
-    const var<float> cls = reshape(slice(x, 1, 0, 1), {B, width});
-    return (*pooler_)(cls, [](const auto& z) { return tanh(z); }, rng, training);
-  }
-
-  // The CNN's output for images [B, 3, 32, 32]. Same computation as enc::conv_image_model::operator().
-  var<float> image_features(const var<float>& pixels) const {
-    var<float> x = pixels;
-    for (std::size_t k = 0; k + 1 < conv_.size(); k += 2) {
-      x = relu(conv2d(x, conv_[k]->use(), conv_[k + 1]->use(), {.padding = 1}));
-      if (k / 2 % 2 == 1) x = max_pool2d(x, 2);
-    }
-    return matmul(global_avg_pool(x), proj_weight_->use(), {.b = true}) + proj_bias_->use();
-  }
-
+  // words: the word-embedding vectors [B, L, width] (inputs_embeds), or invalid to look them up from the ids;
+  // pixels [B, 3, 32, 32]. hidden_states, when given, receives the text encoder's (see enc::bert_model).
   var<float> logits(const enc::text_input& in, const var<float>& words, const var<float>& pixels, dropout_rng& rng,
-                    bool training, probe* p = nullptr) const {
-    const var<float> fused = (text_features(in, words, rng, training, p) + image_features(pixels)) * 0.5f;
-    return head_(fused);
+                    bool training, std::vector<tensor<float>>* hidden_states = nullptr) const {
+    const var<float> text = words.valid() ? text_(in, words, rng, training, hidden_states).pooled
+                                          : text_(in, rng, training, hidden_states).pooled;
+    return head_((text + image_(pixels, rng, training).pooled) * 0.5f);
   }
 
   // The last layer's attention probabilities [B, heads, L, L], recomputed from its input (no gradient).
@@ -152,13 +104,8 @@ class text_image_model {
   enc::bert_model<float> text_;
   enc::conv_image_model<float> image_;
   layers::linear<float> head_;
-  const layers::embedding<float>*word_ = nullptr, *position_ = nullptr, *token_type_ = nullptr;
-  const layers::layer_norm<float>* embedding_norm_ = nullptr;
-  std::vector<const layers::transformer_block<float>*> blocks_;
-  const layers::linear<float>*pooler_ = nullptr, *query_ = nullptr, *key_ = nullptr;
+  const layers::linear<float>*query_ = nullptr, *key_ = nullptr;
   index_t heads_ = 1;
-  std::vector<const parameter<float>*> conv_;
-  const parameter<float>*proj_weight_ = nullptr, *proj_bias_ = nullptr;
 };
 
 struct text_batch {
@@ -185,12 +132,6 @@ text_batch encode_names(const data::emoji_dataset& d, const io::wordpiece_tokeni
   return out;
 }
 
-float max_abs_diff(const tensor<float>& a, const tensor<float>& b) {
-  float m = 0;
-  for (index_t i = 0; i < a.numel(); ++i) m = std::max(m, std::abs(a.data()[i] - b.data()[i]));
-  return m;
-}
-
 // Everything one picture row shows.
 struct explanation {
   index_t item = 0;
@@ -213,9 +154,9 @@ explanation explain(text_image_model& m, const data::emoji_dataset& d, const io:
   for (index_t l = 0; l < L; ++l)
     std::copy_n(table.data() + static_cast<index_t>(t.input.ids(0, l)) * width, width, words.value().data() + l * width);
   parameter<float> pixels("pixels", d.batch_images(one));
-  probe pr;
+  std::vector<tensor<float>> states;  // the embeddings' output, then each layer's
   dropout_rng rng{0};
-  const var<float> z = m.logits(t.input, words.use(), pixels.use(), rng, false, &pr);
+  const var<float> z = m.logits(t.input, words.use(), pixels.use(), rng, false, &states);
   const auto c = static_cast<index_t>(std::max_element(z.data(), z.data() + classes) - z.data());
   float denom = 0;
   for (index_t k = 0; k < classes; ++k) denom += std::exp(z.data()[k] - z.data()[c]);
@@ -242,7 +183,7 @@ explanation explain(text_image_model& m, const data::emoji_dataset& d, const io:
     for (index_t i = 0; i < plane; ++i)
       e.pixel_saliency[static_cast<std::size_t>(i)] += pixels.grad().data()[ch * plane + i] * pixels.value().data()[ch * plane + i];
 
-  const tensor<float> probs = m.last_attention(pr.last_block_input, t.input);  // [1, heads, L, L]
+  const tensor<float> probs = m.last_attention(states[states.size() - 2], t.input);  // [1, heads, L, L]
   const index_t heads = probs.dim(1);
   e.attention = tensor<float>::zeros({L, L});
   for (index_t h = 0; h < heads; ++h)
@@ -353,20 +294,6 @@ int main(int argc, char** argv) {
     const auto tok = io::wordpiece_tokenizer::from_file(data::default_data_dir() / "bert-base-uncased" / "vocab.txt");
     text_image_model m;
     dropout_rng rng{seed};
-
-    {  // The forward pass above must be the encoders' own.
-      no_grad ng;
-      tape_scope scope;
-      const std::span<const index_t> ids(d.test.data(), 8);
-      const text_batch t = encode_names(d, tok, ids);
-      const tensor<float> images = d.batch_images(ids);
-      const float dt = max_abs_diff(m.text_features(t.input, {}, rng, false).value(),
-                                    m.text_encoder()(t.input, rng, false).pooled.value());
-      const float di = max_abs_diff(m.image_features(constant(images)).value(),
-                                    m.image_encoder()(enc::dense_input{images}, rng, false).pooled.value());
-      std::printf("forward check against enc::bert / enc::conv_image: max |difference| %.3g (text), %.3g (image)\n", dt, di);
-      if (dt > 1e-5f || di > 1e-5f) throw std::runtime_error("the explained forward pass differs from the encoders'");
-    }
 
     optim::adamw<float> opt(parameters_of(m), {.lr = 1e-3, .weight_decay = 0.01});
     std::vector<index_t> order = d.train;

@@ -3,6 +3,7 @@
 #pragma once
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <hybrid/autodiff/gradient_check.hpp>
 #include <random>
 #include <vector>
@@ -23,6 +24,12 @@ void expect_gradients(F&& f, std::vector<hybrid::parameter<double>*> ps, hybrid:
   auto r = hybrid::check_gradients(f, ps, opt);
   INFO(r.report());
   CHECK(r.ok);
+}
+
+// a and b have the same shape and bitwise the same values.
+template <class T>
+bool same_values(const hybrid::tensor<T>& a, const hybrid::tensor<T>& b) {
+  return a.shape() == b.shape() && std::equal(a.begin(), a.end(), b.begin());
 }
 
 }  // namespace test_util

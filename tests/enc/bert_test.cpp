@@ -1,6 +1,8 @@
 // BERT encoder: matches a PyTorch re-statement of BertModel (fixture) and has correct gradients.
 #include <doctest/doctest.h>
 
+#include "../test_util.hpp"
+
 #include <hybrid/autodiff/gradient_check.hpp>
 #include <hybrid/enc/bert.hpp>
 #include <hybrid/io/safetensors.hpp>
@@ -95,6 +97,50 @@ TEST_CASE("bert gradients match finite differences (double, tiny config, with pa
   auto r2 = check_gradients([&] { return m(in, drng, false).sequence; }, ps, {.eps = 1e-6, .rtol = 1e-5, .atol = 1e-8});
   INFO(r2.report());
   CHECK(r2.ok);
+}
+
+TEST_CASE("bert inputs_embeds: the looked-up embeddings give the ids' outputs; gradients reach them") {
+  const enc::bert_config cfg{.vocab = 7, .hidden = 4, .layers = 2, .heads = 2, .ffn = 6, .max_positions = 5,
+                             .dropout = 0, .attention_dropout = 0};
+  enc::bert_model<double> m(cfg);
+  std::mt19937 rng(5);
+  std::vector<parameter<double>*> ps;
+  m.visit("", [&](const std::string&, parameter<double>& p) {
+    fill_uniform(p.value(), rng, -0.8, 0.8);
+    ps.push_back(&p);
+  });
+  enc::text_input in{tensor<std::int32_t>({2, 4}, {1, 5, 2, 6, 3, 3, 0, 4}), tensor<std::int32_t>({2, 4}, {0, 0, 1, 1, 0, 1, 1, 1}),
+                     tensor<float>({2, 4}, {1, 1, 1, 1, 1, 1, 0, 0})};
+  dropout_rng drng{};
+  {
+    tape::current().reset();
+    std::vector<tensor<double>> states_ids, states_embeds;
+    const auto by_ids = m(in, drng, false, &states_ids);
+    const var<double> words = m.word_embeddings()(in.ids.span(), {2, 4});
+    enc::text_input no_ids{{}, in.token_types, in.attention_mask};
+    const auto by_embeds = m(no_ids, words, drng, false, &states_embeds);
+    CHECK(test_util::same_values(by_embeds.sequence.value(), by_ids.sequence.value()));
+    CHECK(test_util::same_values(by_embeds.pooled.value(), by_ids.pooled.value()));
+    // Hugging Face's hidden_states: the embeddings' output, then each layer's; the last is the sequence output.
+    REQUIRE(states_ids.size() == 3);
+    REQUIRE(states_embeds.size() == 3);
+    CHECK(test_util::same_values(states_ids.back(), by_ids.sequence.value()));
+    for (std::size_t i = 0; i < 3; ++i) CHECK(test_util::same_values(states_embeds[i], states_ids[i]));
+    CHECK(states_ids[0].shape() == hybrid::shape{2, 4, 4});
+  }
+  // d pooled / d inputs_embeds by finite differences, with the model's parameters.
+  parameter<double> embeds("inputs_embeds", {2, 4, 4});
+  fill_uniform(embeds.value(), rng, -1, 1);
+  std::vector<parameter<double>*> with_embeds = ps;
+  with_embeds.push_back(&embeds);
+  test_util::expect_gradients([&] { return m(in, embeds.use(), drng, false).pooled; }, with_embeds,
+                               {.eps = 1e-6, .rtol = 1e-5, .atol = 1e-8});
+  // Shapes are checked, naming both.
+  tape::current().reset();
+  parameter<double> wrong("w", {2, 4, 3}), longer("l", {2, 6, 4});
+  CHECK_THROWS_WITH_AS(m(in, wrong.use(), drng), doctest::Contains("[2, 4, 3]"), shape_error);
+  CHECK_THROWS_WITH_AS(m(in, longer.use(), drng), doctest::Contains("[2, 4]"), shape_error);  // ids of another length
+  CHECK_THROWS_WITH_AS(m(enc::text_input{}, longer.use(), drng), doctest::Contains("max_positions"), shape_error);
 }
 
 }  // namespace HYBRID_TEST_UNIT

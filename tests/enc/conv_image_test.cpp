@@ -2,6 +2,8 @@
 // config), input shape errors, and a quick sanity training (fits random images to random labels).
 #include <doctest/doctest.h>
 
+#include "../test_util.hpp"
+
 #include <hybrid/autodiff/gradient_check.hpp>
 #include <hybrid/enc/conv_image.hpp>
 #include <hybrid/ops/loss.hpp>
@@ -129,6 +131,29 @@ TEST_CASE("conv_image gradients match finite differences (double, tiny config)")
   auto r = check_gradients([&] { return m(in, drng).pooled; }, ps, {.eps = 1e-6, .rtol = 1e-5, .atol = 1e-8});
   INFO(r.report());
   CHECK(r.ok);
+}
+
+TEST_CASE("conv_image takes the images as a var: the same outputs, and gradients reach the pixels") {
+  enc::conv_image_model<double> m({.size = 4, .channels = 2, .width = 3, .base = 2, .blocks = 2});
+  std::mt19937 rng(6);
+  std::vector<parameter<double>*> ps;
+  m.visit("", [&](const std::string&, parameter<double>& p) {
+    fill_uniform(p.value(), rng, -0.8, 0.8);
+    ps.push_back(&p);
+  });
+  const auto in = random_images(3, 2, 4, rng);
+  dropout_rng drng;
+  parameter<double> pixels("pixels", in.values.shape());
+  std::copy(in.values.begin(), in.values.end(), pixels.value().begin());
+  tape::current().reset();
+  CHECK(test_util::same_values(m(pixels.use(), drng).pooled.value(), m(in, drng).pooled.value()));
+  std::vector<parameter<double>*> with_pixels = ps;
+  with_pixels.push_back(&pixels);
+  test_util::expect_gradients([&] { return m(pixels.use(), drng).pooled; }, with_pixels,
+                               {.eps = 1e-6, .rtol = 1e-5, .atol = 1e-8});
+  tape::current().reset();
+  parameter<double> wrong("w", {3, 2, 4, 5});
+  CHECK_THROWS_WITH_AS(m(wrong.use(), drng), doctest::Contains("[3, 2, 4, 5]"), shape_error);
 }
 
 TEST_CASE("conv_image rejects images of the wrong shape, naming both shapes") {

@@ -104,36 +104,67 @@ class bert_model {
     pooler_.init_bert(rng);
   }
 
-  bert_output<T> operator()(const text_input& in, dropout_rng& rng, bool training = false) const {
+  // hidden_states, when given, receives Hugging Face's output_hidden_states: the embeddings' output and each
+  // layer's, layers + 1 tensors [B, L, hidden] (copies; the last one is the sequence output).
+  bert_output<T> operator()(const text_input& in, dropout_rng& rng, bool training = false,
+                            std::vector<tensor<T>>* hidden_states = nullptr) const {
     if (in.ids.rank() != 2) throw shape_error("bert: input ids must be [batch, length], got " + in.ids.shape().str());
     const index_t B = in.ids.dim(0), L = in.ids.dim(1);
-    if (L > cfg_.max_positions)
-      throw shape_error("bert", "input ids", in.ids.shape(), "position table", hybrid::shape{cfg_.max_positions, cfg_.hidden},
-                        "sequence longer than max_positions");
-    if (!in.token_types.empty() && in.token_types.shape() != in.ids.shape())
-      throw shape_error("bert", "token_types", in.token_types.shape(), "ids", in.ids.shape());
-    if (!in.attention_mask.empty() && in.attention_mask.shape() != in.ids.shape())
-      throw shape_error("bert", "attention_mask", in.attention_mask.shape(), "ids", in.ids.shape());
+    check_input(in, "input ids", in.ids.shape(), B, L);
+    return encode(word_(in.ids.span(), {B, L}), in, B, L, rng, training, hidden_states);
+  }
+  // Hugging Face's inputs_embeds: the word embeddings given as a var [B, L, hidden] instead of looked up from
+  // in.ids, which may then be empty (token types and the attention mask still come from `in`). Gradients reach
+  // them: gradient x input attributions, adversarial perturbations, soft prompts. Position and token-type
+  // embeddings are added as usual.
+  bert_output<T> operator()(const text_input& in, const var<T>& inputs_embeds, dropout_rng& rng, bool training = false,
+                            std::vector<tensor<T>>* hidden_states = nullptr) const {
+    const hybrid::shape& s = inputs_embeds.shape();
+    if (s.rank() != 3 || s[2] != cfg_.hidden)
+      throw shape_error("bert", "inputs_embeds", s, "expected [B, L, hidden]", hybrid::shape{s.rank() > 0 ? s[0] : 0, s.rank() > 1 ? s[1] : 0, cfg_.hidden},
+                        "inputs_embeds must be [batch, length, hidden]");
+    const index_t B = s[0], L = s[1];
+    if (!in.ids.empty() && in.ids.shape() != hybrid::shape{B, L})
+      throw shape_error("bert", "ids", in.ids.shape(), "inputs_embeds", s, "ids, when given, must be [B, L] of inputs_embeds");
+    check_input(in, "inputs_embeds", s, B, L);
+    return encode(inputs_embeds, in, B, L, rng, training, hidden_states);
+  }
 
+ private:
+  void check_input(const text_input& in, const char* what, const hybrid::shape& given, index_t B, index_t L) const {
+    if (L > cfg_.max_positions)
+      throw shape_error("bert", what, given, "position table", hybrid::shape{cfg_.max_positions, cfg_.hidden},
+                        "sequence longer than max_positions");
+    if (!in.token_types.empty() && in.token_types.shape() != hybrid::shape{B, L})
+      throw shape_error("bert", "token_types", in.token_types.shape(), what, given);
+    if (!in.attention_mask.empty() && in.attention_mask.shape() != hybrid::shape{B, L})
+      throw shape_error("bert", "attention_mask", in.attention_mask.shape(), what, given);
+  }
+  // Everything after the word-embedding lookup: words [B, L, hidden].
+  bert_output<T> encode(const var<T>& words, const text_input& in, index_t B, index_t L, dropout_rng& rng,
+                        bool training, std::vector<tensor<T>>* hidden_states) const {
     std::vector<std::int32_t> positions(static_cast<std::size_t>(B * L)), types;
     for (index_t b = 0; b < B; ++b) std::iota(positions.begin() + b * L, positions.begin() + (b + 1) * L, 0);
     if (in.token_types.empty()) types.assign(static_cast<std::size_t>(B * L), 0);
     const hybrid::shape layout{B, L};
-    var<T> e = word_(in.ids.span(), layout) + position_(positions, layout) +
+    var<T> e = words + position_(positions, layout) +
                token_type_(in.token_types.empty() ? std::span<const std::int32_t>(types) : in.token_types.span(), layout);
     var<T> x = dropout(embedding_norm_(e), cfg_.dropout, rng, training);
+    if (hidden_states) hidden_states->assign(1, x.value());
 
     var<T> mask;
     if (!in.attention_mask.empty()) mask = layers::additive_padding_mask<T>(in.attention_mask.span(), B, L);
     // In inference each layer frees its intermediates as it ends (keep_result): memory of one layer, not all.
-    for (const auto& block : blocks_) x = keep_result([&] { return block(x, mask, rng, training); });
+    for (const auto& block : blocks_) {
+      x = keep_result([&] { return block(x, mask, rng, training); });
+      if (hidden_states) hidden_states->push_back(x.value());
+    }
 
     var<T> cls = reshape(slice(x, 1, 0, 1), {B, cfg_.hidden});
     var<T> pooled = cfg_.pooler ? pooler_(cls, [](const auto& z) { return tanh(z); }, rng, training) : cls;
     return {x, pooled};
   }
 
- private:
   bert_config cfg_;
   layers::embedding<T> word_, position_, token_type_;
   layers::layer_norm<T> embedding_norm_;

@@ -23,14 +23,19 @@ struct conv_image_config {
   double dropout = 0.0;   // on the pooled features, before the projection
 };
 
+// Throws unless s is a batch of images [B, channels, size, size].
+inline void check_images(const char* op, const hybrid::shape& s, index_t channels, index_t size) {
+  if (s.rank() != 4 || s[1] != channels || s[2] != size || s[3] != size)
+    throw shape_error(op, "images", s, "expected [B, C, H, W]", hybrid::shape{s.rank() > 0 ? s[0] : 0, channels, size, size},
+                      "images must be a batch [B, channels, size, size]");
+}
+
 // The images of a dense_input as a constant [B, channels, size, size] on the tape (copied, and converted
 // to T: backward of the first convolution reads it after the caller's tensor may be gone).
 template <class T>
 var<T> image_batch(const char* op, const dense_input& in, index_t channels, index_t size) {
   const hybrid::shape& s = in.values.shape();
-  if (s.rank() != 4 || s[1] != channels || s[2] != size || s[3] != size)
-    throw shape_error(op, "images", s, "expected [B, C, H, W]", hybrid::shape{s.rank() > 0 ? s[0] : 0, channels, size, size},
-                      "dense_input values must be a batch of images");
+  check_images(op, s, channels, size);
   var<T> x = make_result<T>(s, false);
   std::copy(in.values.begin(), in.values.end(), x.data());
   return x;
@@ -85,7 +90,13 @@ class conv_image_model {
   }
 
   encoded<T> operator()(const dense_input& in, dropout_rng& rng, bool training = false) const {
-    var<T> x = image_batch<T>("conv_image", in, cfg_.channels, cfg_.size);
+    return (*this)(image_batch<T>("conv_image", in, cfg_.channels, cfg_.size), rng, training);
+  }
+  // The images as a var [B, channels, size, size]: a parameter or any computed value, so that gradients reach
+  // the pixels (saliency maps, adversarial examples, images produced by another network).
+  encoded<T> operator()(const var<T>& images, dropout_rng& rng, bool training = false) const {
+    check_images("conv_image", images.shape(), cfg_.channels, cfg_.size);
+    var<T> x = images;
     for (std::size_t i = 0; i < convs_.size(); ++i) {
       x = relu(conv2d(x, convs_[i].weight.use(), convs_[i].bias.use(), {.padding = 1}));
       if (i % 2) x = max_pool2d(x, 2);
