@@ -7,9 +7,8 @@
 // where z_c is the logit of the predicted class, and draws them into one PNG. See docs/explain.md.
 //
 // The inputs are leaves of the tape: the word embeddings go into enc::bert_model as inputs_embeds and the pixels
-// into enc::conv_image_model as a var, so their gradients land in the leaves' .grad(). The last layer's
-// attention is recomputed from its input (bert_model's hidden_states) with that layer's query and key
-// projections: layers::attention keeps no probabilities in inference.
+// into enc::conv_image_model as a var, so their gradients land in the leaves' .grad(); the attention comes out of
+// the same forward pass (enc::bert_trace, Hugging Face's output_attentions).
 //
 // Usage: explain [--epochs N] [--quick] [--seed S] [--items I,J] [--out FILE.png]
 #include <algorithm>
@@ -48,29 +47,10 @@ class text_image_model {
   using value_type = float;
 
   text_image_model() : text_(text_cfg), image_(image_cfg), head_(width, classes) {
-    // The last block's attention projections (BERT blocks are post-LN: the attention reads the block input).
-    layers::transformer_block<float>* last = nullptr;
-    text_.visit_modules("", [&](const std::string&, auto& m) {
-      if constexpr (std::is_same_v<std::remove_cvref_t<decltype(m)>, layers::transformer_block<float>>) last = &m;
-    });
-    if (last)
-      last->visit_modules("", [&](const std::string&, auto& m) {
-        if constexpr (std::is_same_v<std::remove_cvref_t<decltype(m)>, layers::attention<float>>) {
-          heads_ = m.heads();
-          m.visit_modules("", [&](const std::string& name, layers::linear<float>& l) {
-            if (name == "self.query") query_ = &l;
-            if (name == "self.key") key_ = &l;
-          });
-        }
-      });
-    if (!query_ || !key_) throw std::logic_error("explain: the last BERT layer's attention was not found");
     std::mt19937 rng(7);
     head_.init(rng);
     assign_names(*this);
   }
-  text_image_model(const text_image_model&) = delete;  // holds pointers into itself
-  text_image_model& operator=(const text_image_model&) = delete;
-
   template <class F>
   void visit(const std::string& prefix, F&& f) {
     text_.visit(join_name(prefix, "text"), f);
@@ -81,31 +61,18 @@ class text_image_model {
   layers::embedding<float>& word_embeddings() { return text_.word_embeddings(); }
 
   // words: the word-embedding vectors [B, L, width] (inputs_embeds), or invalid to look them up from the ids;
-  // pixels [B, 3, 32, 32]. hidden_states, when given, receives the text encoder's (see enc::bert_model).
+  // pixels [B, 3, 32, 32]. trace, when given, receives the text encoder's hidden states and attention.
   var<float> logits(const enc::text_input& in, const var<float>& words, const var<float>& pixels, dropout_rng& rng,
-                    bool training, std::vector<tensor<float>>* hidden_states = nullptr) const {
-    const var<float> text = words.valid() ? text_(in, words, rng, training, hidden_states).pooled
-                                          : text_(in, rng, training, hidden_states).pooled;
+                    bool training, enc::bert_trace<float>* trace = nullptr) const {
+    const var<float> text = words.valid() ? text_(in, words, rng, training, trace).pooled
+                                          : text_(in, rng, training, trace).pooled;
     return head_((text + image_(pixels, rng, training).pooled) * 0.5f);
-  }
-
-  // The last layer's attention probabilities [B, heads, L, L], recomputed from its input (no gradient).
-  tensor<float> last_attention(const tensor<float>& block_input, const enc::text_input& in) const {
-    no_grad ng;
-    tape_scope scope;
-    const var<float> x = constant(block_input);
-    const var<float> q = layers::split_heads((*query_)(x), heads_), k = layers::split_heads((*key_)(x), heads_);
-    const float scale = 1.0f / std::sqrt(static_cast<float>(q.dim(3)));
-    const var<float> mask = layers::additive_padding_mask<float>(in.attention_mask.span(), x.dim(0), x.dim(1));
-    return softmax(var<float>(matmul(q, k, {.b = true}) * scale), mask).value();
   }
 
  private:
   enc::bert_model<float> text_;
   enc::conv_image_model<float> image_;
   layers::linear<float> head_;
-  const layers::linear<float>*query_ = nullptr, *key_ = nullptr;
-  index_t heads_ = 1;
 };
 
 struct text_batch {
@@ -154,9 +121,9 @@ explanation explain(text_image_model& m, const data::emoji_dataset& d, const io:
   for (index_t l = 0; l < L; ++l)
     std::copy_n(table.data() + static_cast<index_t>(t.input.ids(0, l)) * width, width, words.value().data() + l * width);
   parameter<float> pixels("pixels", d.batch_images(one));
-  std::vector<tensor<float>> states;  // the embeddings' output, then each layer's
+  enc::bert_trace<float> trace;  // the text encoder's attention probabilities, per layer
   dropout_rng rng{0};
-  const var<float> z = m.logits(t.input, words.use(), pixels.use(), rng, false, &states);
+  const var<float> z = m.logits(t.input, words.use(), pixels.use(), rng, false, &trace);
   const auto c = static_cast<index_t>(std::max_element(z.data(), z.data() + classes) - z.data());
   float denom = 0;
   for (index_t k = 0; k < classes; ++k) denom += std::exp(z.data()[k] - z.data()[c]);
@@ -183,7 +150,7 @@ explanation explain(text_image_model& m, const data::emoji_dataset& d, const io:
     for (index_t i = 0; i < plane; ++i)
       e.pixel_saliency[static_cast<std::size_t>(i)] += pixels.grad().data()[ch * plane + i] * pixels.value().data()[ch * plane + i];
 
-  const tensor<float> probs = m.last_attention(states[states.size() - 2], t.input);  // [1, heads, L, L]
+  const tensor<float>& probs = trace.attentions.back();  // the last layer's [1, heads, L, L]
   const index_t heads = probs.dim(1);
   e.attention = tensor<float>::zeros({L, L});
   for (index_t h = 0; h < heads; ++h)

@@ -114,19 +114,35 @@ TEST_CASE("bert inputs_embeds: the looked-up embeddings give the ids' outputs; g
   dropout_rng drng{};
   {
     tape::current().reset();
-    std::vector<tensor<double>> states_ids, states_embeds;
-    const auto by_ids = m(in, drng, false, &states_ids);
+    enc::bert_trace<double> by_ids_trace, by_embeds_trace;
+    const auto by_ids = m(in, drng, false, &by_ids_trace);
     const var<double> words = m.word_embeddings()(in.ids.span(), {2, 4});
     enc::text_input no_ids{{}, in.token_types, in.attention_mask};
-    const auto by_embeds = m(no_ids, words, drng, false, &states_embeds);
+    const auto by_embeds = m(no_ids, words, drng, false, &by_embeds_trace);
     CHECK(test_util::same_values(by_embeds.sequence.value(), by_ids.sequence.value()));
     CHECK(test_util::same_values(by_embeds.pooled.value(), by_ids.pooled.value()));
     // Hugging Face's hidden_states: the embeddings' output, then each layer's; the last is the sequence output.
-    REQUIRE(states_ids.size() == 3);
-    REQUIRE(states_embeds.size() == 3);
-    CHECK(test_util::same_values(states_ids.back(), by_ids.sequence.value()));
-    for (std::size_t i = 0; i < 3; ++i) CHECK(test_util::same_values(states_embeds[i], states_ids[i]));
-    CHECK(states_ids[0].shape() == hybrid::shape{2, 4, 4});
+    const auto& states = by_ids_trace.hidden_states;
+    REQUIRE(states.size() == 3);
+    REQUIRE(by_embeds_trace.hidden_states.size() == 3);
+    CHECK(test_util::same_values(states.back(), by_ids.sequence.value()));
+    for (std::size_t i = 0; i < 3; ++i) CHECK(test_util::same_values(by_embeds_trace.hidden_states[i], states[i]));
+    CHECK(states[0].shape() == hybrid::shape{2, 4, 4});
+    // output_attentions: per layer [B, heads, L, L], rows summing to 1, nothing on the padded keys.
+    const auto& att = by_ids_trace.attentions;
+    REQUIRE(att.size() == 2);
+    for (const auto& a : att) {
+      REQUIRE(a.shape() == hybrid::shape{2, 2, 4, 4});
+      for (index_t r = 0; r < 2 * 2 * 4; ++r) {
+        double sum = 0;
+        for (index_t j = 0; j < 4; ++j) sum += a.data()[r * 4 + j];
+        CHECK(sum == doctest::Approx(1.0).epsilon(1e-12));
+        if (r >= 2 * 4)  // batch row 1: its last two keys are padding
+          CHECK(a.data()[r * 4 + 2] + a.data()[r * 4 + 3] < 1e-12);
+      }
+    }
+    // A trace changes nothing in the outputs.
+    CHECK(test_util::same_values(m(in, drng, false).pooled.value(), by_ids.pooled.value()));
   }
   // d pooled / d inputs_embeds by finite differences, with the model's parameters.
   parameter<double> embeds("inputs_embeds", {2, 4, 4});

@@ -1,5 +1,5 @@
-// scaled_dot_product_attention: equal to the unfused composition (values, gradients, dropout), finite differences,
-// serial == tbb bitwise, shape errors.
+// scaled_dot_product_attention: equal to the unfused composition (values, probabilities, gradients, dropout),
+// finite differences, serial == tbb bitwise, shape errors.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -23,11 +23,13 @@ namespace {
 // The same attention as separate ops: heads split and merged by copies, scores materialised.
 template <class T>
 var<T> unfused(const var<T>& q, const var<T>& k, const var<T>& v, index_t heads, const var<T>& mask, double p,
-               dropout_rng& rng, bool training) {
+               dropout_rng& rng, bool training, tensor<T>* probabilities) {
   const var<T> qh = layers::split_heads(q, heads), kh = layers::split_heads(k, heads), vh = layers::split_heads(v, heads);
   const T scale = T(1) / std::sqrt(static_cast<T>(qh.dim(3)));
   const var<T> scores = matmul(qh, kh, {.b = true}) * scale;
-  const var<T> probs = dropout(softmax(scores, mask), p, rng, training);
+  const var<T> before_dropout = softmax(scores, mask);
+  *probabilities = before_dropout.value();
+  const var<T> probs = dropout(before_dropout, p, rng, training);
   return layers::merge_heads(matmul(probs, vh));
 }
 
@@ -40,7 +42,7 @@ var<double> padding_mask(index_t B, index_t Tk, index_t pad) {
 }
 }  // namespace
 
-TEST_CASE("scaled_dot_product_attention equals the unfused ops: values and gradients, masks, dropout") {
+TEST_CASE("scaled_dot_product_attention equals the unfused ops: values, probabilities and gradients, masks, dropout") {
   struct cfg {
     index_t B, Tq, Tk, heads, D;
     double p;
@@ -71,9 +73,12 @@ TEST_CASE("scaled_dot_product_attention equals the unfused ops: values and gradi
         mask = constant(m);
       }
       dropout_rng rng{5};
-      var<double> y = fused ? scaled_dot_product_attention(q.use(), k.use(), v.use(), c.heads, mask, c.p, rng, true)
-                            : unfused(q.use(), k.use(), v.use(), c.heads, mask, c.p, rng, true);
+      tensor<double> probs;  // the attention probabilities handed out (before dropout)
+      var<double> y = fused ? scaled_dot_product_attention(q.use(), k.use(), v.use(), c.heads, mask, c.p, rng, true, &probs)
+                            : unfused(q.use(), k.use(), v.use(), c.heads, mask, c.p, rng, true, &probs);
+      CHECK(probs.shape() == hybrid::shape{c.B, c.heads, c.Tq, c.Tk});
       std::vector<double> out(y.values().begin(), y.values().end());
+      out.insert(out.end(), probs.begin(), probs.end());
       for (index_t i = 0; i < y.numel(); ++i) y.grad_data()[i] = std::sin(0.7 * double(i)) + 0.2;
       tape::current().run_backward();
       for (auto* p : {&q, &k, &v}) out.insert(out.end(), p->grad().begin(), p->grad().end());

@@ -41,6 +41,13 @@ struct text_input {
 template <class T>
 using bert_output = encoded<T>;
 
+// What one forward pass can also hand out (Hugging Face's output_hidden_states and output_attentions), as copies.
+template <class T>
+struct bert_trace {
+  std::vector<tensor<T>> hidden_states;  // the embeddings' output, then each layer's: layers + 1 of [B, T, hidden]
+  std::vector<tensor<T>> attentions;     // each layer's attention probabilities [B, heads, T, T], before dropout
+};
+
 // One BertLayer: the post-LN transformer block with BERT's names.
 inline layers::transformer_block_config bert_block_config(const bert_config& c) {
   return {.width = c.hidden, .heads = c.heads, .ffn = c.ffn, .pre_norm = false, .layer_norm_eps = c.layer_norm_eps,
@@ -104,21 +111,20 @@ class bert_model {
     pooler_.init_bert(rng);
   }
 
-  // hidden_states, when given, receives Hugging Face's output_hidden_states: the embeddings' output and each
-  // layer's, layers + 1 tensors [B, L, hidden] (copies; the last one is the sequence output).
+  // trace, when given, receives the hidden states and attention probabilities of every layer (bert_trace).
   bert_output<T> operator()(const text_input& in, dropout_rng& rng, bool training = false,
-                            std::vector<tensor<T>>* hidden_states = nullptr) const {
+                            bert_trace<T>* trace = nullptr) const {
     if (in.ids.rank() != 2) throw shape_error("bert: input ids must be [batch, length], got " + in.ids.shape().str());
     const index_t B = in.ids.dim(0), L = in.ids.dim(1);
     check_input(in, "input ids", in.ids.shape(), B, L);
-    return encode(word_(in.ids.span(), {B, L}), in, B, L, rng, training, hidden_states);
+    return encode(word_(in.ids.span(), {B, L}), in, B, L, rng, training, trace);
   }
   // Hugging Face's inputs_embeds: the word embeddings given as a var [B, L, hidden] instead of looked up from
   // in.ids, which may then be empty (token types and the attention mask still come from `in`). Gradients reach
   // them: gradient x input attributions, adversarial perturbations, soft prompts. Position and token-type
   // embeddings are added as usual.
   bert_output<T> operator()(const text_input& in, const var<T>& inputs_embeds, dropout_rng& rng, bool training = false,
-                            std::vector<tensor<T>>* hidden_states = nullptr) const {
+                            bert_trace<T>* trace = nullptr) const {
     const hybrid::shape& s = inputs_embeds.shape();
     if (s.rank() != 3 || s[2] != cfg_.hidden)
       throw shape_error("bert", "inputs_embeds", s, "expected [B, L, hidden]", hybrid::shape{s.rank() > 0 ? s[0] : 0, s.rank() > 1 ? s[1] : 0, cfg_.hidden},
@@ -127,7 +133,7 @@ class bert_model {
     if (!in.ids.empty() && in.ids.shape() != hybrid::shape{B, L})
       throw shape_error("bert", "ids", in.ids.shape(), "inputs_embeds", s, "ids, when given, must be [B, L] of inputs_embeds");
     check_input(in, "inputs_embeds", s, B, L);
-    return encode(inputs_embeds, in, B, L, rng, training, hidden_states);
+    return encode(inputs_embeds, in, B, L, rng, training, trace);
   }
 
  private:
@@ -142,7 +148,7 @@ class bert_model {
   }
   // Everything after the word-embedding lookup: words [B, L, hidden].
   bert_output<T> encode(const var<T>& words, const text_input& in, index_t B, index_t L, dropout_rng& rng,
-                        bool training, std::vector<tensor<T>>* hidden_states) const {
+                        bool training, bert_trace<T>* trace) const {
     std::vector<std::int32_t> positions(static_cast<std::size_t>(B * L)), types;
     for (index_t b = 0; b < B; ++b) std::iota(positions.begin() + b * L, positions.begin() + (b + 1) * L, 0);
     if (in.token_types.empty()) types.assign(static_cast<std::size_t>(B * L), 0);
@@ -150,14 +156,18 @@ class bert_model {
     var<T> e = words + position_(positions, layout) +
                token_type_(in.token_types.empty() ? std::span<const std::int32_t>(types) : in.token_types.span(), layout);
     var<T> x = dropout(embedding_norm_(e), cfg_.dropout, rng, training);
-    if (hidden_states) hidden_states->assign(1, x.value());
+    if (trace) {
+      trace->hidden_states.assign(1, x.value());
+      trace->attentions.clear();
+    }
 
     var<T> mask;
     if (!in.attention_mask.empty()) mask = layers::additive_padding_mask<T>(in.attention_mask.span(), B, L);
     // In inference each layer frees its intermediates as it ends (keep_result): memory of one layer, not all.
     for (const auto& block : blocks_) {
-      x = keep_result([&] { return block(x, mask, rng, training); });
-      if (hidden_states) hidden_states->push_back(x.value());
+      tensor<T>* probabilities = trace ? &trace->attentions.emplace_back() : nullptr;
+      x = keep_result([&] { return block(x, mask, rng, training, probabilities); });
+      if (trace) trace->hidden_states.push_back(x.value());
     }
 
     var<T> cls = reshape(slice(x, 1, 0, 1), {B, cfg_.hidden});

@@ -80,22 +80,25 @@ class transformer_block {
   }
 
   // Self-attention. x [B, T, width]; mask additive, broadcast to [B, heads, T, T] (or empty). Returns [B, T, width].
-  var<T> operator()(const var<T>& x, const var<T>& mask, dropout_rng& rng, bool training) const {
-    return block(x, nullptr, mask, rng, training);
+  // `attention_probabilities`, when given, receives the attention's [B, heads, T, T] (before dropout).
+  var<T> operator()(const var<T>& x, const var<T>& mask, dropout_rng& rng, bool training,
+                    tensor<T>* attention_probabilities = nullptr) const {
+    return block(x, nullptr, mask, rng, training, attention_probabilities);
   }
   var<T> operator()(const var<T>& x, dropout_rng& rng, bool training) const { return (*this)(x, var<T>{}, rng, training); }
   // Cross-attention. x [B, T, width] asks, memory [B, S, width] answers; mask additive, broadcast to
   // [B, heads, T, S] (e.g. -inf on the memory tokens of an absent modality). Returns [B, T, width].
   // Pre-LN normalises the queries only: the memory comes normalised (or not) from whoever produced it.
   var<T> operator()(const var<T>& x, const var<T>& memory, const var<T>& mask, dropout_rng& rng, bool training) const {
-    return block(x, &memory, mask, rng, training);
+    return block(x, &memory, mask, rng, training, nullptr);
   }
 
  private:
-  var<T> block(const var<T>& x, const var<T>* memory, const var<T>& mask, dropout_rng& rng, bool training) const {
+  var<T> block(const var<T>& x, const var<T>* memory, const var<T>& mask, dropout_rng& rng, bool training,
+               tensor<T>* probabilities) const {
     const double p = cfg_.dropout;
     auto attend = [&](const var<T>& h) {
-      return dropout(attention_(h, memory ? *memory : h, mask, rng, training), p, rng, training);
+      return dropout(attention_(h, memory ? *memory : h, mask, rng, training, probabilities), p, rng, training);
     };
     auto mlp = [&](const var<T>& h) {
       return dropout(fc2_(linear_activation(fc1_, h, cfg_.act, &rng, training), rng, training), p, rng, training);

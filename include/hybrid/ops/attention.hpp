@@ -19,11 +19,13 @@ namespace hybrid {
 // (the mask of dropout(probabilities [B, heads, Tq, Tk], p, rng): one key from rng per call). `mask` is added
 // to the scores [B, heads, Tq, Tk] and broadcasts to them (BERT's [B, 1, 1, Tk] of 0 / -10000, a causal
 // [Tq, Tk], ...); it gets no gradient. The probabilities are kept for backward only when a gradient is needed:
-// [B, heads, Tq, Tk], as PyTorch's unfused attention keeps them.
+// [B, heads, Tq, Tk], as PyTorch's unfused attention keeps them. `probabilities`, when given, receives a copy of
+// them [B, heads, Tq, Tk] (before dropout; Hugging Face's output_attentions, which in eval mode is the same).
 template <class Exec = exec::default_policy, class Gemm = gemm::default_policy, class Simd = simd::default_policy,
           class T>
 var<T> scaled_dot_product_attention(const var<T>& q, const var<T>& k, const var<T>& v, index_t heads,
-                                    const var<T>& mask, double p, dropout_rng& rng, bool training) {
+                                    const var<T>& mask, double p, dropout_rng& rng, bool training,
+                                    tensor<T>* probabilities = nullptr) {
   using P = typename Simd::template pack<T>;
   const char* op = "scaled_dot_product_attention";
   if (q.rank() != 3 || k.rank() != 3 || k.shape() != v.shape() || q.dim(0) != k.dim(0) || q.dim(2) != k.dim(2))
@@ -72,6 +74,8 @@ var<T> scaled_dot_product_attention(const var<T>& q, const var<T>& k, const var<
       Gemm::template run<T, exec::serial>(false, false, Tq, D, Tk, T(1), used, Tk, vv + b * Tk * W + h * D, W, T(0),
                                           ov + b * Tq * W + h * D, W);
     });
+    if (probabilities)
+      *probabilities = tensor<T>::from(scores, std::span<const T>(probs, static_cast<std::size_t>(B * H * block)));
   }
   if (!needs_grad) return out;
 
