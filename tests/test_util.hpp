@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <hybrid/autodiff/gradient_check.hpp>
 #include <random>
+#include <string>
 #include <vector>
 
 namespace test_util {
@@ -16,6 +17,18 @@ hybrid::parameter<T> random_param(const char* name, hybrid::shape s, std::mt1993
   hybrid::parameter<T> p(name, s);
   hybrid::fill_uniform(p.value(), rng, lo, hi);
   return p;
+}
+
+// Every double parameter of `model` (its visit order) filled uniform in [lo, hi): the list check_gradients takes.
+template <class M>
+std::vector<hybrid::parameter<double>*> randomized_parameters(M& model, std::mt19937& rng, double lo = -0.8,
+                                                             double hi = 0.8) {
+  std::vector<hybrid::parameter<double>*> ps;
+  model.visit("", [&](const std::string&, hybrid::parameter<double>& p) {
+    hybrid::fill_uniform(p.value(), rng, lo, hi);
+    ps.push_back(&p);
+  });
+  return ps;
 }
 
 // check_gradients(f, ps) passes; the report is printed when it does not.

@@ -80,11 +80,7 @@ TEST_CASE("bert gradients match finite differences (double, tiny config, with pa
   enc::bert_model<double> m({.vocab = 7, .hidden = 4, .layers = 1, .heads = 2, .ffn = 6, .max_positions = 5,
                              .dropout = 0, .attention_dropout = 0});
   std::mt19937 rng(3);
-  std::vector<parameter<double>*> ps;
-  m.visit("", [&](const std::string&, parameter<double>& p) {
-    fill_uniform(p.value(), rng, -0.8, 0.8);
-    ps.push_back(&p);
-  });
+  const std::vector<parameter<double>*> ps = test_util::randomized_parameters(m, rng);
   enc::text_input in{tensor<std::int32_t>({2, 4}, {1, 5, 2, 6, 3, 3, 0, 4}), tensor<std::int32_t>({2, 4}, {0, 0, 1, 1, 0, 1, 1, 1}),
                      tensor<float>({2, 4}, {1, 1, 1, 1, 1, 1, 0, 0})};
   dropout_rng drng{};
@@ -104,11 +100,7 @@ TEST_CASE("bert inputs_embeds: the looked-up embeddings give the ids' outputs; g
                              .dropout = 0, .attention_dropout = 0};
   enc::bert_model<double> m(cfg);
   std::mt19937 rng(5);
-  std::vector<parameter<double>*> ps;
-  m.visit("", [&](const std::string&, parameter<double>& p) {
-    fill_uniform(p.value(), rng, -0.8, 0.8);
-    ps.push_back(&p);
-  });
+  const std::vector<parameter<double>*> ps = test_util::randomized_parameters(m, rng);
   enc::text_input in{tensor<std::int32_t>({2, 4}, {1, 5, 2, 6, 3, 3, 0, 4}), tensor<std::int32_t>({2, 4}, {0, 0, 1, 1, 0, 1, 1, 1}),
                      tensor<float>({2, 4}, {1, 1, 1, 1, 1, 1, 0, 0})};
   dropout_rng drng{};

@@ -121,11 +121,7 @@ TEST_CASE("conv_image forward matches naive loops") {
 TEST_CASE("conv_image gradients match finite differences (double, tiny config)") {
   enc::conv_image_model<double> m({.size = 4, .channels = 2, .width = 3, .base = 2, .blocks = 2});
   std::mt19937 rng(3);
-  std::vector<parameter<double>*> ps;
-  m.visit("", [&](const std::string&, parameter<double>& p) {
-    fill_uniform(p.value(), rng, -0.8, 0.8);
-    ps.push_back(&p);
-  });
+  const std::vector<parameter<double>*> ps = test_util::randomized_parameters(m, rng);
   const auto in = random_images(3, 2, 4, rng);
   dropout_rng drng;
   auto r = check_gradients([&] { return m(in, drng).pooled; }, ps, {.eps = 1e-6, .rtol = 1e-5, .atol = 1e-8});
@@ -136,11 +132,7 @@ TEST_CASE("conv_image gradients match finite differences (double, tiny config)")
 TEST_CASE("conv_image takes the images as a var: the same outputs, and gradients reach the pixels") {
   enc::conv_image_model<double> m({.size = 4, .channels = 2, .width = 3, .base = 2, .blocks = 2});
   std::mt19937 rng(6);
-  std::vector<parameter<double>*> ps;
-  m.visit("", [&](const std::string&, parameter<double>& p) {
-    fill_uniform(p.value(), rng, -0.8, 0.8);
-    ps.push_back(&p);
-  });
+  const std::vector<parameter<double>*> ps = test_util::randomized_parameters(m, rng);
   const auto in = random_images(3, 2, 4, rng);
   dropout_rng drng;
   parameter<double> pixels("pixels", in.values.shape());
