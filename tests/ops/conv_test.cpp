@@ -2,6 +2,9 @@
 // chunks of images), serial vs tbb bitwise, errors.
 #include <doctest/doctest.h>
 
+#include <cmath>
+#include <limits>
+
 #include "../test_util.hpp"
 
 #include <hybrid/autodiff/gradient_check.hpp>
@@ -298,6 +301,96 @@ TEST_CASE("conv in float on the AVX-512 paths (direct 3x3, im2col from the image
       CHECK(worst <= 1e-5 * scale);
     }
   }
+}
+
+// The direct kernels on their own, against double-precision loops (whatever path conv2d routes to): forward with and
+// without bias, accumulation into existing values, the weight gradient over a group of images; non-finite pixels
+// give the same Inf/NaN pattern (lanes past the output must contribute nothing, not 0 * Inf).
+TEST_CASE("direct 3x3 kernels match double loops: partial blocks, accumulation, image groups, Inf pixels") {
+#if HYBRID_GEMM_AVX512_COMPILED
+  if (!gemm::fastest::takes_packed_operands()) {
+    MESSAGE("no AVX-512 here: the direct kernels do not run");
+    return;
+  }
+  struct cfg {
+    index_t C, H, W, O, p;
+  };
+  for (const cfg c : {cfg{3, 5, 7, 5, 1}, cfg{4, 9, 17, 9, 0}, cfg{2, 6, 33, 3, 2}, cfg{5, 16, 16, 8, 1}}) {
+    CAPTURE(c.C);
+    CAPTURE(c.W);
+    CAPTURE(c.p);
+    const index_t Ho = c.H + 2 * c.p - 2, Wo = c.W + 2 * c.p - 2, K = c.C * 9, n = 3;
+    std::mt19937 r(17);
+    std::uniform_real_distribution<float> u(-1, 1);
+    std::vector<float> x(static_cast<std::size_t>(n * c.C * c.H * c.W)), w(static_cast<std::size_t>(c.O * K)),
+        b(static_cast<std::size_t>(c.O)), dy(static_cast<std::size_t>(n * c.O * Ho * Wo));
+    for (auto* v : {&x, &w, &b, &dy})
+      for (float& e : *v) e = u(r);
+    x[5] = std::numeric_limits<float>::infinity();  // image 0, channel 0, row 0 (or 1), near the left edge
+    auto pixel = [&](index_t i, index_t ch, index_t yy, index_t xx) -> double {
+      yy -= c.p;
+      xx -= c.p;
+      if (yy < 0 || yy >= c.H || xx < 0 || xx >= c.W) return 0.0;
+      return x[static_cast<std::size_t>(((i * c.C + ch) * c.H + yy) * c.W + xx)];
+    };
+    auto same = [](float got, double want) {
+      if (std::isnan(want)) return std::isnan(got);
+      if (std::isinf(want)) return got == static_cast<float>(want);
+      return std::abs(got - want) <= 1e-4 * std::max(1.0, std::abs(want));
+    };
+    std::vector<float> wt(static_cast<std::size_t>(K * c.O));  // [K][O]
+    for (index_t o = 0; o < c.O; ++o)
+      for (index_t k = 0; k < K; ++k) wt[static_cast<std::size_t>(k * c.O + o)] = w[static_cast<std::size_t>(o * K + k)];
+    std::vector<float> pad(static_cast<std::size_t>(n * direct_conv::padded_planes::floats(c.C, c.H, c.W, c.p, c.p)));
+    std::vector<const float*> ins, dys;
+    direct_conv::padded_planes planes{};
+    for (index_t i = 0; i < n; ++i) {
+      float* buf = pad.data() + i * direct_conv::padded_planes::floats(c.C, c.H, c.W, c.p, c.p);
+      planes = direct_conv::pad_planes(x.data() + i * c.C * c.H * c.W, c.C, c.H, c.W, c.p, c.p, buf);
+      ins.push_back(buf);
+      dys.push_back(dy.data() + i * c.O * Ho * Wo);
+    }
+    // Forward of image 1 with bias, and of image 0 accumulated onto 1s.
+    std::vector<float> y1(static_cast<std::size_t>(c.O * Ho * Wo)), y0(y1.size(), 1.0f);
+    direct_conv::conv3x3_image(ins[1], planes, wt.data(), c.O, b.data(), false, y1.data(), Ho, Wo);
+    direct_conv::conv3x3_image(ins[0], planes, wt.data(), c.O, nullptr, true, y0.data(), Ho, Wo);
+    bool ok1 = true, ok0 = true;
+    for (index_t o = 0; o < c.O; ++o)
+      for (index_t yy = 0; yy < Ho; ++yy)
+        for (index_t xx = 0; xx < Wo; ++xx) {
+          double s1 = 0, s0 = 0;
+          for (index_t ch = 0; ch < c.C; ++ch)
+            for (index_t t = 0; t < 9; ++t) {
+              const double wv = w[static_cast<std::size_t>(o * K + ch * 9 + t)];
+              s1 += wv * pixel(1, ch, yy + t / 3, xx + t % 3);
+              s0 += wv * pixel(0, ch, yy + t / 3, xx + t % 3);
+            }
+          const auto at = static_cast<std::size_t>((o * Ho + yy) * Wo + xx);
+          ok1 = ok1 && same(y1[at], s1 + b[static_cast<std::size_t>(o)]);
+          ok0 = ok0 && same(y0[at], 1.0 + s0);
+        }
+    CHECK(ok1);
+    CHECK(ok0);
+    // Weight gradient over the three images, added to 0.5s.
+    std::vector<float> gw(static_cast<std::size_t>(c.O * K), 0.5f);
+    direct_conv::conv3x3_weight_grad(ins.data(), dys.data(), n, planes, c.O, Ho, Wo, gw.data());
+    bool okw = true;
+    for (index_t o = 0; o < c.O; ++o)
+      for (index_t ch = 0; ch < c.C; ++ch)
+        for (index_t t = 0; t < 9; ++t) {
+          double s = 0.5;
+          for (index_t i = 0; i < n; ++i)
+            for (index_t yy = 0; yy < Ho; ++yy)
+              for (index_t xx = 0; xx < Wo; ++xx)
+                s += double(dy[static_cast<std::size_t>(((i * c.O + o) * Ho + yy) * Wo + xx)]) *
+                     pixel(i, ch, yy + t / 3, xx + t % 3);
+          okw = okw && same(gw[static_cast<std::size_t>(o * K + ch * 9 + t)], s);
+        }
+    CHECK(okw);
+  }
+#else
+  MESSAGE("the direct kernels are not built with this compiler");
+#endif
 }
 
 TEST_CASE("conv shape errors name both shapes") {
