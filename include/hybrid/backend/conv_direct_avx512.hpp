@@ -42,7 +42,8 @@ inline padded_planes pad_planes(const float* src, index_t C, index_t H, index_t 
 #if HYBRID_GEMM_AVX512_COMPILED
 using gemm::avx512_detail::lanes;
 
-// The sum of v's 16 lanes, pairwise (GCC 12 warns, -Wmaybe-uninitialized, inside _mm512_reduce_add_ps and _mm512_castps512_ps256).
+// The sum of v's 16 lanes, pairwise (GCC 12 warns, -Wmaybe-uninitialized, inside _mm512_reduce_add_ps and
+// _mm512_castps512_ps256, so neither is used).
 HYBRID_AVX512_TARGET inline float lane_sum(__m512 v) {
   const __m256 h = _mm256_add_ps(_mm512_extractf32x8_ps(v, 0), _mm512_extractf32x8_ps(v, 1));
   const __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
@@ -116,8 +117,8 @@ HYBRID_AVX512_TARGET inline void conv3x3_image(const float* in, const padded_pla
 
 // grad[o][(c * 3 + ki) * 3 + kj] += sum over the n images, y < Ho, x < Wo of dy_i[o][y][x] * in_i[c][y + ki][x + kj]
 // (dy_i [O, Ho, Wo]; in_i padded as for conv3x3_image; grad rows C * 9 apart). Sums run per lane over the images
-// in order, then across the 16 lanes: fixed by the sizes alone. Register block: 2 output channels x the 9 taps (with
-// 3, GCC 12 spills accumulators).
+// in order, then across the 16 lanes: fixed by the sizes alone. Register block: 3 output channels x the 9 taps
+// (27 accumulators; a partial block repeats its last channel and adds it once).
 HYBRID_AVX512_TARGET inline void conv3x3_weight_grad(const float* const* in, const float* const* dy, index_t n,
                                                      const padded_planes& p, index_t O, index_t Ho, index_t Wo,
                                                      float* grad) {

@@ -127,11 +127,13 @@ class bert_model {
                             bert_trace<T>* trace = nullptr) const {
     const hybrid::shape& s = inputs_embeds.shape();
     if (s.rank() != 3 || s[2] != cfg_.hidden)
-      throw shape_error("bert", "inputs_embeds", s, "expected [B, L, hidden]", hybrid::shape{s.rank() > 0 ? s[0] : 0, s.rank() > 1 ? s[1] : 0, cfg_.hidden},
+      throw shape_error("bert", "inputs_embeds", s, "expected [B, L, hidden]",
+                        hybrid::shape{s.rank() > 0 ? s[0] : 0, s.rank() > 1 ? s[1] : 0, cfg_.hidden},
                         "inputs_embeds must be [batch, length, hidden]");
     const index_t B = s[0], L = s[1];
     if (!in.ids.empty() && in.ids.shape() != hybrid::shape{B, L})
-      throw shape_error("bert", "ids", in.ids.shape(), "inputs_embeds", s, "ids, when given, must be [B, L] of inputs_embeds");
+      throw shape_error("bert", "ids", in.ids.shape(), "inputs_embeds", s,
+                        "ids, when given, must be [B, L] of inputs_embeds");
     check_input(in, "inputs_embeds", s, B, L);
     return encode(inputs_embeds, in, B, L, rng, training, trace);
   }
