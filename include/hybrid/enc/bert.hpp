@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "hybrid/autodiff/keep_result.hpp"
+#include "hybrid/core/compiled.hpp"
 #include "hybrid/enc/encoder.hpp"
 #include "hybrid/layers/attention.hpp"
 #include "hybrid/layers/embedding.hpp"
@@ -66,15 +67,7 @@ class bert_model {
   using input_type = text_input;
 
   bert_model() : bert_model(bert_config{}) {}
-  explicit bert_model(const bert_config& c)
-      : cfg_(c), word_(c.vocab, c.hidden), position_(c.max_positions, c.hidden), token_type_(c.type_vocab, c.hidden),
-        embedding_norm_(c.hidden, c.layer_norm_eps), pooler_(c.hidden, c.hidden) {
-    blocks_.reserve(static_cast<std::size_t>(c.layers));
-    for (index_t i = 0; i < c.layers; ++i) blocks_.emplace_back(bert_block_config(c));
-    std::mt19937 rng(42);
-    init_bert(rng);
-    assign_names(*this);
-  }
+  explicit bert_model(const bert_config& c);
 
   const bert_config& config() const { return cfg_; }
   index_t width() const { return cfg_.hidden; }
@@ -113,30 +106,13 @@ class bert_model {
 
   // trace, when given, receives the hidden states and attention probabilities of every layer (bert_trace).
   bert_output<T> operator()(const text_input& in, dropout_rng& rng, bool training = false,
-                            bert_trace<T>* trace = nullptr) const {
-    if (in.ids.rank() != 2) throw shape_error("bert: input ids must be [batch, length], got " + in.ids.shape().str());
-    const index_t B = in.ids.dim(0), L = in.ids.dim(1);
-    check_input(in, "input ids", in.ids.shape(), B, L);
-    return encode(word_(in.ids.span(), {B, L}), in, B, L, rng, training, trace);
-  }
+                            bert_trace<T>* trace = nullptr) const;
   // Hugging Face's inputs_embeds: the word embeddings given as a var [B, L, hidden] instead of looked up from
   // in.ids, which may then be empty (token types and the attention mask still come from `in`). Gradients reach
   // them: gradient x input attributions, adversarial perturbations, soft prompts. Position and token-type
   // embeddings are added as usual.
   bert_output<T> operator()(const text_input& in, const var<T>& inputs_embeds, dropout_rng& rng, bool training = false,
-                            bert_trace<T>* trace = nullptr) const {
-    const hybrid::shape& s = inputs_embeds.shape();
-    if (s.rank() != 3 || s[2] != cfg_.hidden)
-      throw shape_error("bert", "inputs_embeds", s, "expected [B, L, hidden]",
-                        hybrid::shape{s.rank() > 0 ? s[0] : 0, s.rank() > 1 ? s[1] : 0, cfg_.hidden},
-                        "inputs_embeds must be [batch, length, hidden]");
-    const index_t B = s[0], L = s[1];
-    if (!in.ids.empty() && in.ids.shape() != hybrid::shape{B, L})
-      throw shape_error("bert", "ids", in.ids.shape(), "inputs_embeds", s,
-                        "ids, when given, must be [B, L] of inputs_embeds");
-    check_input(in, "inputs_embeds", s, B, L);
-    return encode(inputs_embeds, in, B, L, rng, training, trace);
-  }
+                            bert_trace<T>* trace = nullptr) const;
 
  private:
   void check_input(const text_input& in, const char* what, const hybrid::shape& given, index_t B, index_t L) const {
@@ -183,6 +159,45 @@ class bert_model {
   std::vector<bert_block<T>> blocks_;
   layers::linear<T> pooler_;
 };
+
+// Defined outside the class so that HYBRID_COMPILED can take them from the prebuilt library (core/compiled.hpp).
+template <class T>
+bert_model<T>::bert_model(const bert_config& c)
+    : cfg_(c), word_(c.vocab, c.hidden), position_(c.max_positions, c.hidden), token_type_(c.type_vocab, c.hidden),
+      embedding_norm_(c.hidden, c.layer_norm_eps), pooler_(c.hidden, c.hidden) {
+  blocks_.reserve(static_cast<std::size_t>(c.layers));
+  for (index_t i = 0; i < c.layers; ++i) blocks_.emplace_back(bert_block_config(c));
+  std::mt19937 rng(42);
+  init_bert(rng);
+  assign_names(*this);
+}
+
+template <class T>
+bert_output<T> bert_model<T>::operator()(const text_input& in, dropout_rng& rng, bool training,
+                                         bert_trace<T>* trace) const {
+  if (in.ids.rank() != 2) throw shape_error("bert: input ids must be [batch, length], got " + in.ids.shape().str());
+  const index_t B = in.ids.dim(0), L = in.ids.dim(1);
+  check_input(in, "input ids", in.ids.shape(), B, L);
+  return encode(word_(in.ids.span(), {B, L}), in, B, L, rng, training, trace);
+}
+
+template <class T>
+bert_output<T> bert_model<T>::operator()(const text_input& in, const var<T>& inputs_embeds, dropout_rng& rng,
+                                         bool training, bert_trace<T>* trace) const {
+  const hybrid::shape& s = inputs_embeds.shape();
+  if (s.rank() != 3 || s[2] != cfg_.hidden)
+    throw shape_error("bert", "inputs_embeds", s, "expected [B, L, hidden]",
+                      hybrid::shape{s.rank() > 0 ? s[0] : 0, s.rank() > 1 ? s[1] : 0, cfg_.hidden},
+                      "inputs_embeds must be [batch, length, hidden]");
+  const index_t B = s[0], L = s[1];
+  if (!in.ids.empty() && in.ids.shape() != hybrid::shape{B, L})
+    throw shape_error("bert", "ids", in.ids.shape(), "inputs_embeds", s,
+                      "ids, when given, must be [B, L] of inputs_embeds");
+  check_input(in, "inputs_embeds", s, B, L);
+  return encode(inputs_embeds, in, B, L, rng, training, trace);
+}
+
+HYBRID_EXTERN_FLOAT(class bert_model<float>)
 
 // The compile-time form: widths are constants the composition checks (`model<...>`).
 template <bert_config Config, class T = float>
