@@ -12,6 +12,7 @@
 #include <unsupported/Eigen/FFT>
 
 #include "hybrid/backend/parallel.hpp"
+#include "hybrid/core/compiled.hpp"
 #include "hybrid/core/tensor.hpp"
 
 namespace hybrid::audio {
@@ -91,13 +92,7 @@ template <class T = float>
 class log_mel {
  public:
   log_mel() : log_mel(mel_config{}) {}
-  explicit log_mel(const mel_config& c) : cfg_(c) {
-    validate(c);
-    const auto w = hann_window(c.n_fft);
-    window_.assign(w.begin(), w.end());
-    const tensor<double> fb = mel_filterbank(c);
-    filters_ = fb.matrix().transpose().template cast<T>();
-  }
+  explicit log_mel(const mel_config& c);
 
   const mel_config& config() const { return cfg_; }
   index_t mels() const { return cfg_.mels; }
@@ -106,34 +101,7 @@ class log_mel {
   index_t min_samples() const { return cfg_.center ? cfg_.n_fft / 2 + 1 : cfg_.n_fft; }
 
   // One utterance into out[mels * frames] (row-major [mels, frames]).
-  void compute(std::span<const float> wave, T* out) const {
-    const auto L = static_cast<index_t>(wave.size());
-    check_length(L);
-    const index_t N = cfg_.n_fft, bins = frequency_bins(cfg_), F = frames(L), pad = cfg_.center ? N / 2 : 0;
-    // The padded signal: x[pad - j] mirrors x[j] on the left, x[L - 1 - j] on the right (no edge repeat).
-    std::vector<T> x(static_cast<std::size_t>(L + 2 * pad));
-    for (index_t i = 0; i < L + 2 * pad; ++i) {
-      index_t j = i - pad;
-      if (j < 0) j = -j;
-      if (j >= L) j = 2 * (L - 1) - j;
-      x[static_cast<std::size_t>(i)] = static_cast<T>(wave[static_cast<std::size_t>(j)]);
-    }
-    Eigen::FFT<T> fft;
-    fft.SetFlag(Eigen::FFT<T>::HalfSpectrum);
-    std::vector<T> frame(static_cast<std::size_t>(N));
-    std::vector<std::complex<T>> spectrum(static_cast<std::size_t>(bins));
-    row_matrix<T> power(F, bins);
-    for (index_t t = 0; t < F; ++t) {
-      const T* s = x.data() + t * cfg_.hop;
-      for (index_t n = 0; n < N; ++n) frame[static_cast<std::size_t>(n)] = s[n] * window_[static_cast<std::size_t>(n)];
-      fft.fwd(spectrum.data(), frame.data(), N);
-      for (index_t k = 0; k < bins; ++k) power(t, k) = std::norm(spectrum[static_cast<std::size_t>(k)]);
-    }
-    Eigen::Map<row_matrix<T>> mel(out, cfg_.mels, F);
-    mel.noalias() = filters_ * power.transpose();
-    const T offset = static_cast<T>(cfg_.log_offset);
-    mel = (mel.array() + offset).log();
-  }
+  void compute(std::span<const float> wave, T* out) const;
 
   tensor<T> operator()(std::span<const float> wave) const {
     tensor<T> out({cfg_.mels, frames(static_cast<index_t>(wave.size()))});
@@ -169,5 +137,47 @@ class log_mel {
   std::vector<T> window_;
   row_matrix<T> filters_;  // [mels, bins]
 };
+
+// Outside the class: prebuilt for float with HYBRID_COMPILED (core/compiled.hpp).
+template <class T>
+log_mel<T>::log_mel(const mel_config& c) : cfg_(c) {
+  validate(c);
+  const auto w = hann_window(c.n_fft);
+  window_.assign(w.begin(), w.end());
+  const tensor<double> fb = mel_filterbank(c);
+  filters_ = fb.matrix().transpose().template cast<T>();
+}
+
+template <class T>
+void log_mel<T>::compute(std::span<const float> wave, T* out) const {
+  const auto L = static_cast<index_t>(wave.size());
+  check_length(L);
+  const index_t N = cfg_.n_fft, bins = frequency_bins(cfg_), F = frames(L), pad = cfg_.center ? N / 2 : 0;
+  // The padded signal: x[pad - j] mirrors x[j] on the left, x[L - 1 - j] on the right (no edge repeat).
+  std::vector<T> x(static_cast<std::size_t>(L + 2 * pad));
+  for (index_t i = 0; i < L + 2 * pad; ++i) {
+    index_t j = i - pad;
+    if (j < 0) j = -j;
+    if (j >= L) j = 2 * (L - 1) - j;
+    x[static_cast<std::size_t>(i)] = static_cast<T>(wave[static_cast<std::size_t>(j)]);
+  }
+  Eigen::FFT<T> fft;
+  fft.SetFlag(Eigen::FFT<T>::HalfSpectrum);
+  std::vector<T> frame(static_cast<std::size_t>(N));
+  std::vector<std::complex<T>> spectrum(static_cast<std::size_t>(bins));
+  row_matrix<T> power(F, bins);
+  for (index_t t = 0; t < F; ++t) {
+    const T* s = x.data() + t * cfg_.hop;
+    for (index_t n = 0; n < N; ++n) frame[static_cast<std::size_t>(n)] = s[n] * window_[static_cast<std::size_t>(n)];
+    fft.fwd(spectrum.data(), frame.data(), N);
+    for (index_t k = 0; k < bins; ++k) power(t, k) = std::norm(spectrum[static_cast<std::size_t>(k)]);
+  }
+  Eigen::Map<row_matrix<T>> mel(out, cfg_.mels, F);
+  mel.noalias() = filters_ * power.transpose();
+  const T offset = static_cast<T>(cfg_.log_offset);
+  mel = (mel.array() + offset).log();
+}
+
+HYBRID_EXTERN_FLOAT(class log_mel<float>)
 
 }  // namespace hybrid::audio

@@ -7,6 +7,7 @@
 
 #include "hybrid/audio/log_mel.hpp"
 #include "hybrid/autodiff/elementwise.hpp"
+#include "hybrid/core/compiled.hpp"
 #include "hybrid/enc/encoder.hpp"
 #include "hybrid/layers/linear.hpp"
 #include "hybrid/ops/conv.hpp"
@@ -132,18 +133,7 @@ class audio_model {
   using input_type = dense_input;
 
   audio_model() : audio_model(audio_config{}) {}
-  explicit audio_model(const audio_config& c) : cfg_(c), frontend_(c), proj_(c.channels, c.width) {
-    if (c.layers < 1 || c.channels < 1 || c.width < 1 || c.pool < 1 || c.kernel < 1 || c.kernel % 2 == 0)
-      throw std::invalid_argument("audio: need layers, channels, width, pool >= 1 and an odd kernel");
-    if (!(c.dropout >= 0 && c.dropout <= 1)) throw std::invalid_argument("audio: dropout must be in [0, 1]");
-    for (index_t i = 0; i < c.layers; ++i) {
-      conv_weight_.emplace_back("weight", hybrid::shape{c.channels, i == 0 ? c.mels : c.channels, c.kernel});
-      conv_bias_.emplace_back("bias", hybrid::shape{c.channels});
-    }
-    std::mt19937 rng(42);
-    init(rng);
-    assign_names(*this);
-  }
+  explicit audio_model(const audio_config& c);
 
   const audio_config& config() const { return cfg_; }
   index_t width() const { return cfg_.width; }
@@ -181,13 +171,7 @@ class audio_model {
     return frontend_.template operator()<Exec>(waves);
   }
 
-  encoded<T> operator()(const dense_input& in, dropout_rng& rng, bool training = false) const {
-    const tensor<float>& v = in.values;
-    if (v.rank() == 2) return encode(features(v), rng, training);
-    if (v.rank() == 3) return encode(v, rng, training);
-    throw shape_error("audio: input must be waveforms [batch, samples] or features [batch, mels, frames], got " +
-                      v.shape().str());
-  }
+  encoded<T> operator()(const dense_input& in, dropout_rng& rng, bool training = false) const;
 
  private:
   encoded<T> encode(const tensor<float>& feats, dropout_rng& rng, bool training) const {
@@ -212,6 +196,34 @@ class audio_model {
   std::vector<parameter<T>> conv_weight_, conv_bias_;
   layers::linear<T> proj_;
 };
+
+// Outside the class: prebuilt for float with HYBRID_COMPILED (core/compiled.hpp).
+template <class T>
+audio_model<T>::audio_model(const audio_config& c) : cfg_(c), frontend_(c), proj_(c.channels, c.width) {
+  if (c.layers < 1 || c.channels < 1 || c.width < 1 || c.pool < 1 || c.kernel < 1 || c.kernel % 2 == 0)
+    throw std::invalid_argument("audio: need layers, channels, width, pool >= 1 and an odd kernel");
+  if (!(c.dropout >= 0 && c.dropout <= 1)) throw std::invalid_argument("audio: dropout must be in [0, 1]");
+  for (index_t i = 0; i < c.layers; ++i) {
+    conv_weight_.emplace_back("weight", hybrid::shape{c.channels, i == 0 ? c.mels : c.channels, c.kernel});
+    conv_bias_.emplace_back("bias", hybrid::shape{c.channels});
+  }
+  std::mt19937 rng(42);
+  init(rng);
+  assign_names(*this);
+}
+
+template <class T>
+encoded<T> audio_model<T>::operator()(const dense_input& in, dropout_rng& rng, bool training) const {
+  const tensor<float>& v = in.values;
+  if (v.rank() == 2) return encode(features(v), rng, training);
+  if (v.rank() == 3) return encode(v, rng, training);
+  throw shape_error("audio: input must be waveforms [batch, samples] or features [batch, mels, frames], got " +
+                    v.shape().str());
+}
+
+HYBRID_EXTERN_FLOAT(class audio_model<float>)
+HYBRID_EXTERN_FLOAT(tensor<float> precompute_features<exec::tbb>(const audio_config&,
+                                                                 const std::vector<std::vector<float>>&, index_t))
 
 // The compile-time form, for static composition (`model<encoders<modality<"speech", enc::audio<cfg>>>, ...>`).
 template <audio_config Config, class T = float>

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "hybrid/autodiff/elementwise.hpp"
+#include "hybrid/core/compiled.hpp"
 #include "hybrid/enc/encoder.hpp"
 #include "hybrid/layers/linear.hpp"
 #include "hybrid/ops/conv.hpp"
@@ -48,22 +49,7 @@ class conv_image_model {
   using input_type = dense_input;
 
   conv_image_model() : conv_image_model(conv_image_config{}) {}
-  explicit conv_image_model(const conv_image_config& c) : cfg_(c) {
-    if (c.size < 1 || c.channels < 1 || c.width < 1 || c.base < 1 || c.blocks < 1 || (c.size >> c.blocks) < 1)
-      throw std::invalid_argument("conv_image: size " + std::to_string(c.size) + " cannot be halved " +
-                                  std::to_string(c.blocks) + " times, or a size is not positive");
-    index_t in = c.channels;
-    for (index_t b = 0; b < c.blocks; ++b) {
-      const index_t out = c.base << b;
-      convs_.push_back({parameter<T>("weight", {out, in, 3, 3}), parameter<T>("bias", {out})});
-      convs_.push_back({parameter<T>("weight", {out, out, 3, 3}), parameter<T>("bias", {out})});
-      in = out;
-    }
-    proj_ = layers::linear<T>(in, c.width);
-    std::mt19937 rng(42);
-    init(rng);
-    assign_names(*this);
-  }
+  explicit conv_image_model(const conv_image_config& c);
 
   const conv_image_config& config() const { return cfg_; }
   index_t width() const { return cfg_.width; }
@@ -89,21 +75,10 @@ class conv_image_model {
     proj_.init(rng);
   }
 
-  encoded<T> operator()(const dense_input& in, dropout_rng& rng, bool training = false) const {
-    return (*this)(image_batch<T>("conv_image", in, cfg_.channels, cfg_.size), rng, training);
-  }
+  encoded<T> operator()(const dense_input& in, dropout_rng& rng, bool training = false) const;
   // The images as a var [B, channels, size, size]: a parameter or any computed value, so that gradients reach
   // the pixels (saliency maps, adversarial examples, images produced by another network).
-  encoded<T> operator()(const var<T>& images, dropout_rng& rng, bool training = false) const {
-    check_images("conv_image", images.shape(), cfg_.channels, cfg_.size);
-    var<T> x = images;
-    for (std::size_t i = 0; i < convs_.size(); ++i) {
-      x = relu(conv2d(x, convs_[i].weight.use(), convs_[i].bias.use(), {.padding = 1}));
-      if (i % 2) x = max_pool2d(x, 2);
-    }
-    const var<T> pooled = dropout(global_avg_pool(x), cfg_.dropout, rng, training);
-    return {var<T>{}, proj_(pooled)};
-  }
+  encoded<T> operator()(const var<T>& images, dropout_rng& rng, bool training = false) const;
 
  private:
   struct conv {
@@ -113,6 +88,43 @@ class conv_image_model {
   std::vector<conv> convs_;
   layers::linear<T> proj_;
 };
+
+// Outside the class: prebuilt for float with HYBRID_COMPILED (core/compiled.hpp).
+template <class T>
+conv_image_model<T>::conv_image_model(const conv_image_config& c) : cfg_(c) {
+  if (c.size < 1 || c.channels < 1 || c.width < 1 || c.base < 1 || c.blocks < 1 || (c.size >> c.blocks) < 1)
+    throw std::invalid_argument("conv_image: size " + std::to_string(c.size) + " cannot be halved " +
+                                std::to_string(c.blocks) + " times, or a size is not positive");
+  index_t in = c.channels;
+  for (index_t b = 0; b < c.blocks; ++b) {
+    const index_t out = c.base << b;
+    convs_.push_back({parameter<T>("weight", {out, in, 3, 3}), parameter<T>("bias", {out})});
+    convs_.push_back({parameter<T>("weight", {out, out, 3, 3}), parameter<T>("bias", {out})});
+    in = out;
+  }
+  proj_ = layers::linear<T>(in, c.width);
+  std::mt19937 rng(42);
+  init(rng);
+  assign_names(*this);
+}
+
+template <class T>
+encoded<T> conv_image_model<T>::operator()(const dense_input& in, dropout_rng& rng, bool training) const {
+  return (*this)(image_batch<T>("conv_image", in, cfg_.channels, cfg_.size), rng, training);
+}
+template <class T>
+encoded<T> conv_image_model<T>::operator()(const var<T>& images, dropout_rng& rng, bool training) const {
+  check_images("conv_image", images.shape(), cfg_.channels, cfg_.size);
+  var<T> x = images;
+  for (std::size_t i = 0; i < convs_.size(); ++i) {
+    x = relu(conv2d(x, convs_[i].weight.use(), convs_[i].bias.use(), {.padding = 1}));
+    if (i % 2) x = max_pool2d(x, 2);
+  }
+  const var<T> pooled = dropout(global_avg_pool(x), cfg_.dropout, rng, training);
+  return {var<T>{}, proj_(pooled)};
+}
+
+HYBRID_EXTERN_FLOAT(class conv_image_model<float>)
 
 // The compile-time form: enc::conv_image<enc::conv_image_config{.size = 32, .width = 256}> (GCC also takes
 // conv_image<{...}>; clang 14 needs the type named).

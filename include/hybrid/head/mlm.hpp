@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "hybrid/batch.hpp"
+#include "hybrid/core/compiled.hpp"
 #include "hybrid/enc/bert.hpp"
 #include "hybrid/head/head.hpp"
 #include "hybrid/ops/loss.hpp"
@@ -151,13 +152,7 @@ template <class T = float>
 class bert_for_masked_lm {
  public:
   using value_type = T;
-  explicit bert_for_masked_lm(enc::bert_config c = {}, unsigned seed = 42)
-      : bert_(without_pooler(c)), cls_(c) {
-    std::mt19937 rng(seed);
-    bert_.init_bert(rng);
-    cls_.init_bert(rng);
-    assign_names(*this);
-  }
+  explicit bert_for_masked_lm(enc::bert_config c = {}, unsigned seed = 42);
 
   const enc::bert_config& config() const { return bert_.config(); }
   enc::bert_model<T>& bert() { return bert_; }
@@ -173,14 +168,9 @@ class bert_for_masked_lm {
 
   // Logits [n, vocab] at n > 0 flat positions (b * L + t) of the input: the masked tokens.
   var<T> operator()(const enc::text_input& in, std::span<const std::int32_t> positions, dropout_rng& rng,
-                    bool training = false) const {
-    if (positions.empty()) throw std::invalid_argument("bert_for_masked_lm: no positions to predict");
-    return cls_.at(bert_(in, rng, training).sequence, positions, table());
-  }
+                    bool training = false) const;
   // Logits [B, L, vocab] at every position (inference, tests).
-  var<T> all_logits(const enc::text_input& in, dropout_rng& rng, bool training = false) const {
-    return cls_(bert_(in, rng, training).sequence, table());
-  }
+  var<T> all_logits(const enc::text_input& in, dropout_rng& rng, bool training = false) const;
 
  private:
   static enc::bert_config without_pooler(enc::bert_config c) {
@@ -192,6 +182,30 @@ class bert_for_masked_lm {
   enc::bert_model<T> bert_;
   mlm_head<T> cls_;
 };
+
+// Outside the class: prebuilt for float with HYBRID_COMPILED (core/compiled.hpp).
+template <class T>
+bert_for_masked_lm<T>::bert_for_masked_lm(enc::bert_config c, unsigned seed)
+    : bert_(without_pooler(c)), cls_(c) {
+  std::mt19937 rng(seed);
+  bert_.init_bert(rng);
+  cls_.init_bert(rng);
+  assign_names(*this);
+}
+
+template <class T>
+var<T> bert_for_masked_lm<T>::operator()(const enc::text_input& in, std::span<const std::int32_t> positions,
+                                         dropout_rng& rng, bool training) const {
+  if (positions.empty()) throw std::invalid_argument("bert_for_masked_lm: no positions to predict");
+  return cls_.at(bert_(in, rng, training).sequence, positions, table());
+}
+
+template <class T>
+var<T> bert_for_masked_lm<T>::all_logits(const enc::text_input& in, dropout_rng& rng, bool training) const {
+  return cls_(bert_(in, rng, training).sequence, table());
+}
+
+HYBRID_EXTERN_FLOAT(class bert_for_masked_lm<float>)
 
 
 // ---- the head in a composed model -----------------------------------------------------------------------

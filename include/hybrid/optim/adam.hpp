@@ -29,38 +29,7 @@ template <class T, class Exec, bool Decoupled>
 class adam_base : public optimizer<T> {
  public:
   // State per parameter: "exp_avg", "exp_avg_sq" and, with amsgrad, "max_exp_avg_sq".
-  void step() override {
-    const index_t t = ++this->step_;
-    const double bc1 = 1 - std::pow(opt_.beta1, double(t)), bc2_sqrt = std::sqrt(1 - std::pow(opt_.beta2, double(t)));
-    const T b1 = T(opt_.beta1), b2 = T(opt_.beta2), eps = T(opt_.eps), bc2s = T(bc2_sqrt);
-    this->for_each_trainable([&](auto& g, parameter<T>& p, std::vector<tensor<T>>& state) {
-      const T wd = T(g.weight_decay), step_size = T(g.lr / bc1), shrink = T(1 - g.lr * g.weight_decay);
-      T* pw = p.value().data();
-      const T* pg = p.grad().data();
-      T *pm = state[0].data(), *pv = state[1].data(), *pmax = opt_.amsgrad ? state[2].data() : nullptr;
-      for_each_slice<Exec>(p.numel(), [&](index_t b, index_t n) {
-        auto w = array_of(pw, b, n);
-        auto grad = array_of(pg, b, n);
-        auto m = array_of(pm, b, n);
-        auto v = array_of(pv, b, n);
-        if constexpr (Decoupled) {
-          if (wd != T(0)) w *= shrink;
-          m = b1 * m + (T(1) - b1) * grad;
-          v = b2 * v + (T(1) - b2) * grad.square();
-        } else {
-          m = b1 * m + (T(1) - b1) * (grad + wd * w);
-          v = b2 * v + (T(1) - b2) * (grad + wd * w).square();
-        }
-        if (pmax) {
-          auto vmax = array_of(pmax, b, n);
-          vmax = vmax.max(v);
-          w += -step_size * (m / (vmax.sqrt() / bc2s + eps));
-        } else {
-          w += -step_size * (m / (v.sqrt() / bc2s + eps));
-        }
-      });
-    });
-  }
+  void step() override;
 
   const adam_options& options() const { return opt_; }
 
@@ -80,6 +49,43 @@ class adam_base : public optimizer<T> {
  private:
   adam_options opt_;
 };
+template <class T, class Exec, bool Decoupled>
+void adam_base<T, Exec, Decoupled>::step() {
+  const index_t t = ++this->step_;
+  const double bc1 = 1 - std::pow(opt_.beta1, double(t)), bc2_sqrt = std::sqrt(1 - std::pow(opt_.beta2, double(t)));
+  const T b1 = T(opt_.beta1), b2 = T(opt_.beta2), eps = T(opt_.eps), bc2s = T(bc2_sqrt);
+  this->for_each_trainable([&](auto& g, parameter<T>& p, std::vector<tensor<T>>& state) {
+    const T wd = T(g.weight_decay), step_size = T(g.lr / bc1), shrink = T(1 - g.lr * g.weight_decay);
+    T* pw = p.value().data();
+    const T* pg = p.grad().data();
+    T *pm = state[0].data(), *pv = state[1].data(), *pmax = opt_.amsgrad ? state[2].data() : nullptr;
+    for_each_slice<Exec>(p.numel(), [&](index_t b, index_t n) {
+      auto w = array_of(pw, b, n);
+      auto grad = array_of(pg, b, n);
+      auto m = array_of(pm, b, n);
+      auto v = array_of(pv, b, n);
+      if constexpr (Decoupled) {
+        if (wd != T(0)) w *= shrink;
+        m = b1 * m + (T(1) - b1) * grad;
+        v = b2 * v + (T(1) - b2) * grad.square();
+      } else {
+        m = b1 * m + (T(1) - b1) * (grad + wd * w);
+        v = b2 * v + (T(1) - b2) * (grad + wd * w).square();
+      }
+      if (pmax) {
+        auto vmax = array_of(pmax, b, n);
+        vmax = vmax.max(v);
+        w += -step_size * (m / (vmax.sqrt() / bc2s + eps));
+      } else {
+        w += -step_size * (m / (v.sqrt() / bc2s + eps));
+      }
+    });
+  });
+}
+
+HYBRID_EXTERN_FLOAT(class adam_base<float, exec::tbb, false>)
+HYBRID_EXTERN_FLOAT(class adam_base<float, exec::tbb, true>)
+
 }  // namespace detail
 
 template <class T = float, class Exec = exec::default_policy>

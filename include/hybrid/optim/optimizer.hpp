@@ -15,6 +15,7 @@
 #include "hybrid/autodiff/parameter.hpp"
 #include "hybrid/backend/parallel.hpp"
 #include "hybrid/backend/prepacked_weights.hpp"
+#include "hybrid/core/compiled.hpp"
 
 namespace hybrid::optim {
 
@@ -119,50 +120,13 @@ class optimizer {
   index_t step_count() const { return step_; }
 
   // The optimizer's state; the tensors share storage, so writing into them restores state too.
-  optimizer_state<T> state() {
-    optimizer_state<T> s{step_, {}};
-    for (std::size_t i = 0; i < slots_.size(); ++i)
-      for (std::size_t k = 0; k < slot_names_.size(); ++k)
-        s.tensors.push_back({state_name(i, k), slots_[i][k]});
-    return s;
-  }
+  optimizer_state<T> state();
   // Restores a state saved by state() (by name; every tensor must be present with its shape).
-  void load_state(const optimizer_state<T>& s) {
-    for (std::size_t i = 0; i < slots_.size(); ++i)
-      for (std::size_t k = 0; k < slot_names_.size(); ++k) {
-        const std::string name = state_name(i, k);
-        auto it = std::find_if(s.tensors.begin(), s.tensors.end(), [&](auto& t) { return t.name == name; });
-        if (it == s.tensors.end()) throw std::invalid_argument("optimizer::load_state: no tensor named " + name);
-        if (it->value.shape() != slots_[i][k].shape())
-          throw shape_error("optimizer::load_state", name + " saved", it->value.shape(), "expected",
-                            slots_[i][k].shape());
-        std::copy(it->value.begin(), it->value.end(), slots_[i][k].begin());
-      }
-    step_ = s.step;
-  }
+  void load_state(const optimizer_state<T>& s);
 
  protected:
   // `slot_names`: the state tensors each parameter gets (zeros, shaped like it), e.g. {"exp_avg"}.
-  optimizer(std::vector<param_group<T>> groups, double lr, double weight_decay, std::vector<std::string> slot_names)
-      : slot_names_(std::move(slot_names)) {
-    std::unordered_set<const parameter<T>*> seen;
-    for (auto& spec : groups) {
-      group g{std::move(spec.params), spec.lr.value_or(lr), spec.lr.value_or(lr),
-              spec.weight_decay.value_or(weight_decay)};
-      for (parameter<T>* p : g.params) {
-        if (!p) throw std::invalid_argument("optimizer: null parameter");
-        if (!seen.insert(p).second)
-          throw std::invalid_argument("optimizer: parameter '" + p->name() + "' appears in more than one group");
-        slots_.emplace_back();
-        for (std::size_t k = 0; k < slot_names_.size(); ++k) slots_.back().push_back(tensor<T>::zeros(p->shape()));
-      }
-      groups_.push_back(std::move(g));
-    }
-    std::unordered_map<std::string, int> uses;
-    for (parameter<T>* p : parameters()) ++uses[p->name()];
-    for (parameter<T>* p : parameters())
-      names_.push_back(p->name().empty() || uses[p->name()] > 1 ? std::to_string(names_.size()) : p->name());
-  }
+  optimizer(std::vector<param_group<T>> groups, double lr, double weight_decay, std::vector<std::string> slot_names);
 
   // f(group, parameter, state tensors of that parameter) for every trainable parameter.
   template <class F>
@@ -189,5 +153,55 @@ class optimizer {
   std::vector<std::vector<tensor<T>>> slots_;  // per parameter (in group order), per slot
   std::vector<std::string> names_;              // the parameter's name, or its index when not unique
 };
+
+// Outside the class: prebuilt for float with HYBRID_COMPILED (core/compiled.hpp).
+template <class T>
+optimizer_state<T> optimizer<T>::state() {
+  optimizer_state<T> s{step_, {}};
+  for (std::size_t i = 0; i < slots_.size(); ++i)
+    for (std::size_t k = 0; k < slot_names_.size(); ++k)
+      s.tensors.push_back({state_name(i, k), slots_[i][k]});
+  return s;
+}
+
+template <class T>
+void optimizer<T>::load_state(const optimizer_state<T>& s) {
+  for (std::size_t i = 0; i < slots_.size(); ++i)
+    for (std::size_t k = 0; k < slot_names_.size(); ++k) {
+      const std::string name = state_name(i, k);
+      auto it = std::find_if(s.tensors.begin(), s.tensors.end(), [&](auto& t) { return t.name == name; });
+      if (it == s.tensors.end()) throw std::invalid_argument("optimizer::load_state: no tensor named " + name);
+      if (it->value.shape() != slots_[i][k].shape())
+        throw shape_error("optimizer::load_state", name + " saved", it->value.shape(), "expected",
+                          slots_[i][k].shape());
+      std::copy(it->value.begin(), it->value.end(), slots_[i][k].begin());
+    }
+  step_ = s.step;
+}
+
+template <class T>
+optimizer<T>::optimizer(std::vector<param_group<T>> groups, double lr, double weight_decay,
+                        std::vector<std::string> slot_names)
+    : slot_names_(std::move(slot_names)) {
+  std::unordered_set<const parameter<T>*> seen;
+  for (auto& spec : groups) {
+    group g{std::move(spec.params), spec.lr.value_or(lr), spec.lr.value_or(lr),
+            spec.weight_decay.value_or(weight_decay)};
+    for (parameter<T>* p : g.params) {
+      if (!p) throw std::invalid_argument("optimizer: null parameter");
+      if (!seen.insert(p).second)
+        throw std::invalid_argument("optimizer: parameter '" + p->name() + "' appears in more than one group");
+      slots_.emplace_back();
+      for (std::size_t k = 0; k < slot_names_.size(); ++k) slots_.back().push_back(tensor<T>::zeros(p->shape()));
+    }
+    groups_.push_back(std::move(g));
+  }
+  std::unordered_map<std::string, int> uses;
+  for (parameter<T>* p : parameters()) ++uses[p->name()];
+  for (parameter<T>* p : parameters())
+    names_.push_back(p->name().empty() || uses[p->name()] > 1 ? std::to_string(names_.size()) : p->name());
+}
+
+HYBRID_EXTERN_FLOAT(class optimizer<float>)
 
 }  // namespace hybrid::optim

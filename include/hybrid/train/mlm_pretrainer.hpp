@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "hybrid/backend/parallel.hpp"
+#include "hybrid/core/compiled.hpp"
 #include "hybrid/data/text_corpus.hpp"
 #include "hybrid/head/mlm.hpp"
 #include "hybrid/io/checkpoint.hpp"
@@ -172,24 +173,7 @@ class mlm_pretrainer {
   using report_fn = std::function<void(const mlm_metrics&)>;
 
   mlm_pretrainer(head::bert_for_masked_lm<T>& model, std::vector<std::vector<std::int32_t>> sequences,
-                 const mlm_vocab& vocab, const mlm_options& o = {})
-      : model_(model), seqs_(std::move(sequences)), vocab_(vocab), opt_(o),
-        optimizer_(optim::weight_decay_groups(parameters_of(model)),
-                   optim::adamw_options{.lr = o.lr, .beta1 = o.beta1, .beta2 = o.beta2, .eps = o.eps,
-                                        .weight_decay = o.weight_decay}),
-        schedule_(optim::linear_schedule_with_warmup(
-            o.warmup >= 0 ? o.warmup : static_cast<index_t>(std::llround(0.06 * static_cast<double>(o.steps))),
-            o.steps)) {
-    if (seqs_.empty()) throw std::invalid_argument("mlm_pretrainer: no sequences");
-    if (o.batch_size <= 0 || o.steps < 0) throw std::invalid_argument("mlm_pretrainer: batch_size must be > 0, steps >= 0");
-    if (vocab.size != model.config().vocab)
-      throw std::invalid_argument("mlm_pretrainer: vocabulary of " + std::to_string(vocab.size) +
-                                  " tokens for a model with " + std::to_string(model.config().vocab));
-    for (const auto& s : seqs_)
-      if (static_cast<index_t>(s.size()) > model.config().max_positions)
-        throw shape_error("mlm_pretrainer: a sequence of " + std::to_string(s.size()) + " tokens exceeds max_positions " +
-                          std::to_string(model.config().max_positions));
-  }
+                 const mlm_vocab& vocab, const mlm_options& o = {});
 
   // Called by run() every log_every updates (and after the last) with the window's mean loss / accuracy.
   void on_report(report_fn f) { report_ = std::move(f); }
@@ -202,115 +186,20 @@ class mlm_pretrainer {
   index_t batches_per_epoch() const { return (static_cast<index_t>(seqs_.size()) + opt_.batch_size - 1) / opt_.batch_size; }
 
   // One update. Returns its own metrics (loss and accuracy of this batch).
-  mlm_metrics step() {
-    if (!timing_) start_timer();
-    const index_t s = step_;
-    const std::vector<index_t> rows = batch_rows(s);
-    const enc::text_input in = pad_batch(seqs_, rows, vocab_.pad);
-    std::mt19937_64 rng(detail::mix(opt_.seed, 2 * static_cast<std::uint64_t>(s)));
-    head::masked_tokens m = mask(in.ids, rng);
-    enc::text_input masked{std::move(m.ids), {}, in.attention_mask};
-    dropout_rng drop{detail::mix(opt_.seed, 2 * static_cast<std::uint64_t>(s) + 1), 0};
-
-    optimizer_.zero_grad();
-    auto logits = model_(masked, m.positions, drop, true);
-    const auto r = head::mlm_loss(logits, std::span<const std::int32_t>(m.targets));
-    const double loss = r.loss.item();
-    r.loss.backward();
-    const double norm = opt_.clip_norm > 0 ? optim::clip_grad_norm<Exec>(optimizer_, opt_.clip_norm)
-                                           : optim::grad_norm<Exec>(optimizer_.parameters());
-    const double factor = schedule_(s);
-    optimizer_.scale_lr(factor);
-    // A non-finite loss or gradient (an overflow): skip the update and move on to the next batch; a run of
-    // them stops training (step_guard).
-    if (!guard_.step(loss)) ++skipped_;
-    ++step_;
-
-    index_t tokens = 0;
-    for (float a : in.attention_mask) tokens += a != 0;
-    tokens_ += tokens;
-    window_loss_ += loss;
-    window_correct_ += r.correct;
-    window_masked_ += r.count;
-    ++window_steps_;
-    mlm_metrics out;
-    out.step = step_;
-    out.loss = loss;
-    out.accuracy = r.count ? static_cast<double>(r.correct) / static_cast<double>(r.count) : 0;
-    out.lr = optimizer_.lr();
-    out.grad_norm = norm;
-    fill_timing(out);
-    return out;
-  }
+  mlm_metrics step();
 
   // Runs until options().steps updates are done (resumes where a loaded state left off).
-  void run() {
-    while (step_ < opt_.steps) {
-      mlm_metrics m = step();
-      if (on_step_) on_step_(m);
-      if (m.step % std::max<index_t>(opt_.log_every, 1) == 0 || m.step == opt_.steps) report(m);
-    }
-  }
+  void run();
 
   // Loss and accuracy per masked token on other sequences, with masks fixed by `seed` (comparable across
   // calls); no gradients, no dropout.
   mlm_evaluation evaluate(const std::vector<std::vector<std::int32_t>>& seqs, std::uint64_t seed = 7,
-                          index_t batch_size = 128) const {
-    mlm_evaluation e;
-    double total = 0;
-    index_t correct = 0;
-    std::mt19937_64 rng(seed);
-    no_grad ng;
-    for (index_t b = 0; b < static_cast<index_t>(seqs.size()); b += batch_size) {
-      tape_scope scope;
-      std::vector<index_t> rows(static_cast<std::size_t>(std::min(batch_size, static_cast<index_t>(seqs.size()) - b)));
-      std::iota(rows.begin(), rows.end(), b);
-      const enc::text_input in = pad_batch(seqs, rows, vocab_.pad);
-      head::masked_tokens m = mask(in.ids, rng);
-      if (m.positions.empty()) continue;
-      dropout_rng drop{0, 0};
-      auto logits = model_(enc::text_input{std::move(m.ids), {}, in.attention_mask}, m.positions, drop, false);
-      const auto r = head::mlm_loss(logits, std::span<const std::int32_t>(m.targets));
-      total += r.loss.item() * static_cast<double>(r.count);
-      correct += r.correct;
-      e.masked += r.count;
-    }
-    if (e.masked) {
-      e.loss = total / static_cast<double>(e.masked);
-      e.accuracy = static_cast<double>(correct) / static_cast<double>(e.masked);
-    }
-    return e;
-  }
+                          index_t batch_size = 128) const;
 
   // The model (save_bert_for_masked_lm) plus trainer_state.safetensors: the optimizer's moments and step.
-  void save(const std::filesystem::path& dir, std::span<const std::string> vocab = {}) {
-    const std::map<std::string, std::string> meta{{"step", std::to_string(step_)},
-                                                  {"optimizer_step", std::to_string(optimizer_.step_count())},
-                                                  {"seed", std::to_string(opt_.seed)}};
-    std::filesystem::create_directories(dir);
-    optim::optimizer_state<T> st = optimizer_.state();
-    io::f32_tensors t;
-    for (const auto& nt : st.tensors) t.add(nt.name, nt.value.shape(), std::span<const T>(nt.value.span()));
-    io::save_safetensors(dir / "trainer_state.safetensors", t.tensors(), meta);
-    save_bert_for_masked_lm(model_, dir, vocab, meta);
-  }
+  void save(const std::filesystem::path& dir, std::span<const std::string> vocab = {});
   // Restores what save() wrote; run() then continues from the saved step with the same batches and masks.
-  void resume(const std::filesystem::path& dir) {
-    load_bert_for_masked_lm(model_, io::safetensors_reader::open(dir / "model.safetensors"));
-    const io::safetensors_reader r = io::safetensors_reader::open(dir / "trainer_state.safetensors");
-    optim::optimizer_state<T> st = optimizer_.state();
-    for (auto& nt : st.tensors) r.read_into<T>(nt.name, nt.value.span());
-    const auto& meta = r.metadata();
-    const auto a = meta.find("step"), b = meta.find("optimizer_step");
-    if (a == meta.end() || b == meta.end())
-      throw io::checkpoint_error("mlm_pretrainer::resume: " + (dir / "trainer_state.safetensors").string() +
-                                 " has no step / optimizer_step metadata");
-    st.step = std::stoll(b->second);
-    optimizer_.load_state(st);
-    step_ = std::stoll(a->second);
-    skipped_ = step_ - st.step;
-    guard_.counters() = {.steps = step_, .skipped = skipped_, .consecutive = 0};
-  }
+  void resume(const std::filesystem::path& dir);
 
  private:
   head::masked_tokens mask(const tensor<std::int32_t>& ids, std::mt19937_64& rng) const {
@@ -389,5 +278,144 @@ class mlm_pretrainer {
   double window_loss_ = 0;
   index_t window_correct_ = 0, window_masked_ = 0, window_steps_ = 0;
 };
+
+// Outside the class: prebuilt for float with HYBRID_COMPILED (core/compiled.hpp).
+template <class T, class Exec>
+mlm_pretrainer<T, Exec>::mlm_pretrainer(head::bert_for_masked_lm<T>& model,
+                                        std::vector<std::vector<std::int32_t>> sequences, const mlm_vocab& vocab,
+                                        const mlm_options& o)
+    : model_(model), seqs_(std::move(sequences)), vocab_(vocab), opt_(o),
+      optimizer_(optim::weight_decay_groups(parameters_of(model)),
+                 optim::adamw_options{.lr = o.lr, .beta1 = o.beta1, .beta2 = o.beta2, .eps = o.eps,
+                                      .weight_decay = o.weight_decay}),
+      schedule_(optim::linear_schedule_with_warmup(
+          o.warmup >= 0 ? o.warmup : static_cast<index_t>(std::llround(0.06 * static_cast<double>(o.steps))),
+          o.steps)) {
+  if (seqs_.empty()) throw std::invalid_argument("mlm_pretrainer: no sequences");
+  if (o.batch_size <= 0 || o.steps < 0) throw std::invalid_argument("mlm_pretrainer: batch_size must be > 0, steps >= 0");
+  if (vocab.size != model.config().vocab)
+    throw std::invalid_argument("mlm_pretrainer: vocabulary of " + std::to_string(vocab.size) +
+                                " tokens for a model with " + std::to_string(model.config().vocab));
+  for (const auto& s : seqs_)
+    if (static_cast<index_t>(s.size()) > model.config().max_positions)
+      throw shape_error("mlm_pretrainer: a sequence of " + std::to_string(s.size()) + " tokens exceeds max_positions " +
+                        std::to_string(model.config().max_positions));
+}
+
+template <class T, class Exec>
+mlm_metrics mlm_pretrainer<T, Exec>::step() {
+  if (!timing_) start_timer();
+  const index_t s = step_;
+  const std::vector<index_t> rows = batch_rows(s);
+  const enc::text_input in = pad_batch(seqs_, rows, vocab_.pad);
+  std::mt19937_64 rng(detail::mix(opt_.seed, 2 * static_cast<std::uint64_t>(s)));
+  head::masked_tokens m = mask(in.ids, rng);
+  enc::text_input masked{std::move(m.ids), {}, in.attention_mask};
+  dropout_rng drop{detail::mix(opt_.seed, 2 * static_cast<std::uint64_t>(s) + 1), 0};
+
+  optimizer_.zero_grad();
+  auto logits = model_(masked, m.positions, drop, true);
+  const auto r = head::mlm_loss(logits, std::span<const std::int32_t>(m.targets));
+  const double loss = r.loss.item();
+  r.loss.backward();
+  const double norm = opt_.clip_norm > 0 ? optim::clip_grad_norm<Exec>(optimizer_, opt_.clip_norm)
+                                         : optim::grad_norm<Exec>(optimizer_.parameters());
+  const double factor = schedule_(s);
+  optimizer_.scale_lr(factor);
+  // A non-finite loss or gradient (an overflow): skip the update and move on to the next batch; a run of
+  // them stops training (step_guard).
+  if (!guard_.step(loss)) ++skipped_;
+  ++step_;
+
+  index_t tokens = 0;
+  for (float a : in.attention_mask) tokens += a != 0;
+  tokens_ += tokens;
+  window_loss_ += loss;
+  window_correct_ += r.correct;
+  window_masked_ += r.count;
+  ++window_steps_;
+  mlm_metrics out;
+  out.step = step_;
+  out.loss = loss;
+  out.accuracy = r.count ? static_cast<double>(r.correct) / static_cast<double>(r.count) : 0;
+  out.lr = optimizer_.lr();
+  out.grad_norm = norm;
+  fill_timing(out);
+  return out;
+}
+
+template <class T, class Exec>
+void mlm_pretrainer<T, Exec>::run() {
+  while (step_ < opt_.steps) {
+    mlm_metrics m = step();
+    if (on_step_) on_step_(m);
+    if (m.step % std::max<index_t>(opt_.log_every, 1) == 0 || m.step == opt_.steps) report(m);
+  }
+}
+
+template <class T, class Exec>
+mlm_evaluation mlm_pretrainer<T, Exec>::evaluate(const std::vector<std::vector<std::int32_t>>& seqs,
+                                                 std::uint64_t seed, index_t batch_size) const {
+  mlm_evaluation e;
+  double total = 0;
+  index_t correct = 0;
+  std::mt19937_64 rng(seed);
+  no_grad ng;
+  for (index_t b = 0; b < static_cast<index_t>(seqs.size()); b += batch_size) {
+    tape_scope scope;
+    std::vector<index_t> rows(static_cast<std::size_t>(std::min(batch_size, static_cast<index_t>(seqs.size()) - b)));
+    std::iota(rows.begin(), rows.end(), b);
+    const enc::text_input in = pad_batch(seqs, rows, vocab_.pad);
+    head::masked_tokens m = mask(in.ids, rng);
+    if (m.positions.empty()) continue;
+    dropout_rng drop{0, 0};
+    auto logits = model_(enc::text_input{std::move(m.ids), {}, in.attention_mask}, m.positions, drop, false);
+    const auto r = head::mlm_loss(logits, std::span<const std::int32_t>(m.targets));
+    total += r.loss.item() * static_cast<double>(r.count);
+    correct += r.correct;
+    e.masked += r.count;
+  }
+  if (e.masked) {
+    e.loss = total / static_cast<double>(e.masked);
+    e.accuracy = static_cast<double>(correct) / static_cast<double>(e.masked);
+  }
+  return e;
+}
+
+template <class T, class Exec>
+void mlm_pretrainer<T, Exec>::save(const std::filesystem::path& dir, std::span<const std::string> vocab) {
+  const std::map<std::string, std::string> meta{{"step", std::to_string(step_)},
+                                                {"optimizer_step", std::to_string(optimizer_.step_count())},
+                                                {"seed", std::to_string(opt_.seed)}};
+  std::filesystem::create_directories(dir);
+  optim::optimizer_state<T> st = optimizer_.state();
+  io::f32_tensors t;
+  for (const auto& nt : st.tensors) t.add(nt.name, nt.value.shape(), std::span<const T>(nt.value.span()));
+  io::save_safetensors(dir / "trainer_state.safetensors", t.tensors(), meta);
+  save_bert_for_masked_lm(model_, dir, vocab, meta);
+}
+
+template <class T, class Exec>
+void mlm_pretrainer<T, Exec>::resume(const std::filesystem::path& dir) {
+  load_bert_for_masked_lm(model_, io::safetensors_reader::open(dir / "model.safetensors"));
+  const io::safetensors_reader r = io::safetensors_reader::open(dir / "trainer_state.safetensors");
+  optim::optimizer_state<T> st = optimizer_.state();
+  for (auto& nt : st.tensors) r.read_into<T>(nt.name, nt.value.span());
+  const auto& meta = r.metadata();
+  const auto a = meta.find("step"), b = meta.find("optimizer_step");
+  if (a == meta.end() || b == meta.end())
+    throw io::checkpoint_error("mlm_pretrainer::resume: " + (dir / "trainer_state.safetensors").string() +
+                               " has no step / optimizer_step metadata");
+  st.step = std::stoll(b->second);
+  optimizer_.load_state(st);
+  step_ = std::stoll(a->second);
+  skipped_ = step_ - st.step;
+  guard_.counters() = {.steps = step_, .skipped = skipped_, .consecutive = 0};
+}
+
+HYBRID_EXTERN_FLOAT(class mlm_pretrainer<float, exec::tbb>)
+HYBRID_EXTERN_FLOAT(std::vector<std::vector<std::int32_t>> tokenize_for_mlm<exec::tbb>(const io::wordpiece_tokenizer&,
+                                                                                       std::span<const std::string>,
+                                                                                       index_t))
 
 }  // namespace hybrid::train
