@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # package.consumer: installs the build tree into a temporary prefix and builds and runs a consumer three ways:
-# find_package(hybrid CONFIG) (plus hybrid::cuda where the build has it), pkg-config flags only, and
-# add_subdirectory of the source tree.
+# find_package(hybrid CONFIG) (also against hybrid::compiled, plus hybrid::cuda where the build has it),
+# pkg-config flags only, and add_subdirectory of the source tree.
 # Usage: run.sh SOURCE_DIR BUILD_DIR VERSION CXX
 set -euo pipefail
 src="$1" build="$2" version="$3" cxx="$4"
@@ -17,6 +17,7 @@ cmake -S "$src/tests/package" -B "$tmp/find" -DCMAKE_PREFIX_PATH="$tmp/prefix" -
   -DHYBRID_EXPECTED_VERSION="$version" "${fast[@]}" >/dev/null
 cmake --build "$tmp/find" >/dev/null
 "$tmp/find/consumer" "$tmp"
+"$tmp/find/compiled_consumer" "$tmp"  # the same program linked against the installed libhybrid_compiled
 # A build with the cuBLAS policy installs hybrid::cuda: a consumer must then find it and link against it.
 if grep -q '^HYBRID_WITH_CUDA:BOOL=ON' "$build/CMakeCache.txt"; then
   test -x "$tmp/find/cuda_consumer"

@@ -8,6 +8,7 @@
 
 #include "hybrid/autodiff/var.hpp"
 #include "hybrid/backend/parallel.hpp"
+#include "hybrid/core/compiled.hpp"
 
 namespace hybrid {
 
@@ -108,5 +109,8 @@ var<T> dropout(const var<T>& x, double p, dropout_rng& rng, bool training = true
   });
   return out;
 }
+
+// The float instantiation most programs use, prebuilt with HYBRID_COMPILED (core/compiled.hpp).
+HYBRID_EXTERN_FLOAT(var<float> dropout<exec::tbb, float>(const var<float>&, double, dropout_rng&, bool))
 
 }  // namespace hybrid

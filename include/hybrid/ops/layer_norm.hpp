@@ -4,6 +4,7 @@
 #include <cmath>
 #include <string>
 
+#include "hybrid/core/compiled.hpp"
 #include "hybrid/ops/reduce.hpp"
 
 namespace hybrid {
@@ -146,5 +147,10 @@ template <class Exec = exec::default_policy, class Simd = simd::default_policy, 
 var<T> rms_norm(const var<T>& x, const var<T>& gamma, double eps = 1e-6) {
   return detail::normalize<Exec, Simd>("rms_norm", x, gamma, static_cast<const var<T>*>(nullptr), eps, false);
 }
+
+// The float instantiation most programs use, prebuilt with HYBRID_COMPILED (core/compiled.hpp).
+HYBRID_EXTERN_FLOAT(var<float> detail::normalize<exec::tbb, simd::native, float>(const char*, const var<float>&,
+                                                                                  const var<float>&, const var<float>*,
+                                                                                  double, bool))
 
 }  // namespace hybrid

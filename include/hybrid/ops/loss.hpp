@@ -13,6 +13,7 @@
 
 #include "hybrid/autodiff/var.hpp"
 #include "hybrid/backend/parallel.hpp"
+#include "hybrid/core/compiled.hpp"
 #include "hybrid/ops/reduce.hpp"
 
 namespace hybrid {
@@ -295,5 +296,13 @@ var<T> l1_loss(const var<T>& pred, const Y& target, loss_options opt = {}) {
   using namespace loss_detail;
   return pointwise_loss<Exec>("l1_loss", pred, target_var(target), l1_fn{}, opt.reduction);
 }
+
+// The float instantiations most programs use, prebuilt with HYBRID_COMPILED (core/compiled.hpp).
+HYBRID_EXTERN_FLOAT(var<float> cross_entropy<exec::tbb, simd::native, float>(const var<float>&,
+                                                                              std::span<const std::int32_t>,
+                                                                              cross_entropy_options,
+                                                                              std::span<const float>))
+HYBRID_EXTERN_FLOAT(var<float> loss_detail::pointwise_loss<exec::tbb, float, loss_detail::bce_fn<float>>(
+    const char*, const var<float>&, const var<float>&, loss_detail::bce_fn<float>, reduction))
 
 }  // namespace hybrid

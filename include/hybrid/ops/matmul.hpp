@@ -4,6 +4,7 @@
 #include "hybrid/autodiff/var.hpp"
 #include "hybrid/backend/gemm.hpp"
 #include "hybrid/backend/prepacked_weights.hpp"
+#include "hybrid/core/compiled.hpp"
 
 namespace hybrid {
 
@@ -109,5 +110,9 @@ var<T> matmul(const var<T>& a, const var<T>& b, transpose_flags t = {}) {
   });
   return out;
 }
+
+// The float instantiation most programs use, prebuilt with HYBRID_COMPILED (core/compiled.hpp).
+HYBRID_EXTERN_FLOAT(var<float> matmul<gemm::fastest, exec::tbb, float>(const var<float>&, const var<float>&,
+                                                                       transpose_flags))
 
 }  // namespace hybrid

@@ -12,6 +12,7 @@
 
 #include "hybrid/autodiff/var.hpp"
 #include "hybrid/backend/parallel.hpp"
+#include "hybrid/core/compiled.hpp"
 
 namespace hybrid {
 
@@ -383,5 +384,9 @@ var<T> take_rows(const var<T>& x, std::span<const std::int32_t> rows) {
   const hybrid::shape layout{static_cast<index_t>(rows.size())};
   return detail::gather_rows<Exec>("take_rows", x, rows, layout, x.shape().with(0, layout[0]), -1);
 }
+
+// The float instantiations most programs use, prebuilt with HYBRID_COMPILED (core/compiled.hpp).
+HYBRID_EXTERN_FLOAT(var<float> concat<exec::tbb, float>(std::span<const var<float>>, int))
+HYBRID_EXTERN_FLOAT(var<float> slice<exec::tbb, float>(const var<float>&, int, index_t, index_t))
 
 }  // namespace hybrid

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 
+#include "hybrid/core/compiled.hpp"
 #include "hybrid/ops/reduce.hpp"
 
 namespace hybrid {
@@ -174,5 +175,9 @@ template <class Exec = exec::default_policy, class Simd = simd::default_policy, 
 var<T> log_softmax(const var<T>& x, const var<T>& mask = {}) {
   return detail::softmax_impl<Exec, Simd>("log_softmax", x, mask, true);
 }
+
+// The float instantiation most programs use, prebuilt with HYBRID_COMPILED (core/compiled.hpp).
+HYBRID_EXTERN_FLOAT(var<float> detail::softmax_impl<exec::tbb, simd::native, float>(const char*, const var<float>&,
+                                                                                     const var<float>&, bool))
 
 }  // namespace hybrid
