@@ -9,6 +9,8 @@ namespace hybrid::data {
 
 // The HYBRID_DATA_DIR macro when the build defines it (the tests do), else the HYBRID_DATA_DIR environment
 // variable, else "data" (the repository layout, for programs run from the repository root).
+// Inline on purpose, even with HYBRID_COMPILED: the macro belongs to the program's build, so the loaders call
+// this only in default arguments and inline overloads, which are compiled where they are called.
 inline std::filesystem::path default_data_dir() {
 #ifdef HYBRID_DATA_DIR
   return HYBRID_DATA_DIR;

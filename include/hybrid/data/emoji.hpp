@@ -32,6 +32,7 @@
 #include <utility>
 #include <vector>
 
+#include "hybrid/core/compiled.hpp"
 #include "hybrid/backend/parallel.hpp"
 #include "hybrid/core/tensor.hpp"
 #include "hybrid/data/data_dir.hpp"
@@ -99,18 +100,7 @@ struct emoji_dataset {
   }
 
  private:
-  static tensor<float> gather(const tensor<float>& t, std::span<const index_t> ids) {
-    const index_t row = t.numel() / std::max<index_t>(t.dim(0), 1);
-    shape s = t.shape();
-    s[0] = static_cast<index_t>(ids.size());
-    tensor<float> out(s);
-    for (std::size_t k = 0; k < ids.size(); ++k) {
-      if (ids[k] < 0 || ids[k] >= t.dim(0))
-        throw std::out_of_range("emoji_dataset: item " + std::to_string(ids[k]) + " of " + std::to_string(t.dim(0)));
-      std::copy_n(t.data() + ids[k] * row, row, out.data() + static_cast<index_t>(k) * row);
-    }
-    return out;
-  }
+  static tensor<float> gather(const tensor<float>& t, std::span<const index_t> ids);
 };
 
 namespace detail {
@@ -118,7 +108,62 @@ namespace detail {
 // io::resample's kernel (torchaudio's sinc_interp_hann, 6 zero crossings, rolloff 0.99) with its weights
 // tabulated once per phase: 22,050 -> 16,000 Hz has 320 phases, and the table makes resampling every clip
 // of the set ~50x faster than evaluating sin and cos per tap. Same output as io::resample within rounding.
-inline std::vector<float> resample_polyphase(std::span<const float> x, int from_rate, int to_rate) {
+HYBRID_DECL std::vector<float> resample_polyphase(std::span<const float> x, int from_rate, int to_rate);
+
+}  // namespace detail
+
+// One speech clip as mono floats at `sample_rate` (resampled from the file's 22,050 Hz), optionally trimmed of
+// leading and trailing silence (|x| < 1e-3, keeping 10 ms of margin).
+HYBRID_DECL std::vector<float> load_emoji_speech(const std::filesystem::path& wav, int sample_rate = 16000,
+                                                 bool trim_silence = true);
+
+namespace detail {
+
+HYBRID_DECL std::vector<std::string> split_on(std::string_view s, char sep);
+
+// SplitMix64: a portable, well-mixed generator for the split (std::shuffle's result is library-specific).
+struct splitmix64 {
+  std::uint64_t state;
+  std::uint64_t next() {
+    std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  // Uniform in [0, n) by rejection (no modulo bias).
+  std::uint64_t below(std::uint64_t n) {
+    const std::uint64_t limit = ~std::uint64_t{0} - ~std::uint64_t{0} % n;
+    for (;;)
+      if (const std::uint64_t r = next(); r < limit) return r % n;
+  }
+};
+
+}  // namespace detail
+
+// Loads data/emoji (see the top of this file). Images are decoded in parallel (oneTBB): about 0.1 s for all;
+// load_audio adds the decoding and resampling of every clip (a few seconds).
+HYBRID_DECL emoji_dataset load_emoji(const std::filesystem::path& data_dir = default_data_dir() / "emoji",
+                                     const emoji_options& opt = {});
+inline emoji_dataset load_emoji(const emoji_options& opt) { return load_emoji(default_data_dir() / "emoji", opt); }
+
+// ---- definitions (see hybrid/core/compiled.hpp) ------------------------------------------------------
+
+#if HYBRID_DEFINE
+
+HYBRID_DECL tensor<float> emoji_dataset::gather(const tensor<float>& t, std::span<const index_t> ids) {
+  const index_t row = t.numel() / std::max<index_t>(t.dim(0), 1);
+  shape s = t.shape();
+  s[0] = static_cast<index_t>(ids.size());
+  tensor<float> out(s);
+  for (std::size_t k = 0; k < ids.size(); ++k) {
+    if (ids[k] < 0 || ids[k] >= t.dim(0))
+      throw std::out_of_range("emoji_dataset: item " + std::to_string(ids[k]) + " of " + std::to_string(t.dim(0)));
+    std::copy_n(t.data() + ids[k] * row, row, out.data() + static_cast<index_t>(k) * row);
+  }
+  return out;
+}
+
+HYBRID_DECL std::vector<float> detail::resample_polyphase(std::span<const float> x, int from_rate, int to_rate) {
   if (from_rate <= 0 || to_rate <= 0 || from_rate == to_rate) return io::resample(x, from_rate, to_rate);
   const std::int64_t g = std::gcd(from_rate, to_rate), from = from_rate / g, to = to_rate / g;
   if (to > 4096) return io::resample(x, from_rate, to_rate);
@@ -158,12 +203,7 @@ inline std::vector<float> resample_polyphase(std::span<const float> x, int from_
   return y;
 }
 
-}  // namespace detail
-
-// One speech clip as mono floats at `sample_rate` (resampled from the file's 22,050 Hz), optionally trimmed of
-// leading and trailing silence (|x| < 1e-3, keeping 10 ms of margin).
-inline std::vector<float> load_emoji_speech(const std::filesystem::path& wav, int sample_rate = 16000,
-                                            bool trim_silence = true) {
+HYBRID_DECL std::vector<float> load_emoji_speech(const std::filesystem::path& wav, int sample_rate, bool trim_silence) {
   io::wav_audio a = io::read_wav(wav);
   std::vector<float> x = detail::resample_polyphase(a.samples, a.sample_rate, sample_rate);
   if (trim_silence) {
@@ -180,9 +220,7 @@ inline std::vector<float> load_emoji_speech(const std::filesystem::path& wav, in
   return x;
 }
 
-namespace detail {
-
-inline std::vector<std::string> split_on(std::string_view s, char sep) {
+HYBRID_DECL std::vector<std::string> detail::split_on(std::string_view s, char sep) {
   std::vector<std::string> out;
   if (s.empty()) return out;
   for (std::size_t start = 0;;) {
@@ -193,29 +231,7 @@ inline std::vector<std::string> split_on(std::string_view s, char sep) {
   }
 }
 
-// SplitMix64: a portable, well-mixed generator for the split (std::shuffle's result is library-specific).
-struct splitmix64 {
-  std::uint64_t state;
-  std::uint64_t next() {
-    std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  // Uniform in [0, n) by rejection (no modulo bias).
-  std::uint64_t below(std::uint64_t n) {
-    const std::uint64_t limit = ~std::uint64_t{0} - ~std::uint64_t{0} % n;
-    for (;;)
-      if (const std::uint64_t r = next(); r < limit) return r % n;
-  }
-};
-
-}  // namespace detail
-
-// Loads data/emoji (see the top of this file). Images are decoded in parallel (oneTBB): about 0.1 s for all;
-// load_audio adds the decoding and resampling of every clip (a few seconds).
-inline emoji_dataset load_emoji(const std::filesystem::path& data_dir = default_data_dir() / "emoji",
-                                const emoji_options& opt = {}) {
+HYBRID_DECL emoji_dataset load_emoji(const std::filesystem::path& data_dir, const emoji_options& opt) {
   namespace fs = std::filesystem;
   if (opt.image_size < 1) throw std::invalid_argument("load_emoji: image_size must be positive");
   if (!(opt.test_fraction >= 0.0 && opt.test_fraction <= 1.0))
@@ -322,6 +338,7 @@ inline emoji_dataset load_emoji(const std::filesystem::path& data_dir = default_
   std::sort(ds.test.begin(), ds.test.end());
   return ds;
 }
-inline emoji_dataset load_emoji(const emoji_options& opt) { return load_emoji(default_data_dir() / "emoji", opt); }
+
+#endif  // HYBRID_DEFINE
 
 }  // namespace hybrid::data

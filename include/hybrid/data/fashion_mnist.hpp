@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "hybrid/core/compiled.hpp"
 #include "hybrid/core/tensor.hpp"
 #include "hybrid/data/data_dir.hpp"
 #include "hybrid/io/idx.hpp"
@@ -39,8 +40,27 @@ struct fashion_mnist {
 
 namespace detail {
 
-inline fashion_mnist_split load_fashion_mnist_split(const std::filesystem::path& dir, const std::string& prefix,
-                                                    index_t keep) {
+HYBRID_DECL fashion_mnist_split load_fashion_mnist_split(const std::filesystem::path& dir, const std::string& prefix,
+                                                         index_t keep);
+
+}  // namespace detail
+
+// Loads both splits (about 0.3 s for all 70,000 images; 220 MB of floats).
+inline fashion_mnist load_fashion_mnist(const std::filesystem::path& dir = default_data_dir() / "fashion-mnist",
+                                        const fashion_mnist_options& opt = {}) {
+  return {detail::load_fashion_mnist_split(dir, "train", opt.train_size),
+          detail::load_fashion_mnist_split(dir, "t10k", opt.test_size)};
+}
+inline fashion_mnist load_fashion_mnist(const fashion_mnist_options& opt) {
+  return load_fashion_mnist(default_data_dir() / "fashion-mnist", opt);
+}
+
+// ---- definitions (see hybrid/core/compiled.hpp) ------------------------------------------------------
+
+#if HYBRID_DEFINE
+
+HYBRID_DECL fashion_mnist_split detail::load_fashion_mnist_split(const std::filesystem::path& dir,
+                                                                 const std::string& prefix, index_t keep) {
   const auto image_file = dir / (prefix + "-images-idx3-ubyte");
   const auto label_file = dir / (prefix + "-labels-idx1-ubyte");
   for (const auto& f : {image_file, label_file})
@@ -76,16 +96,6 @@ inline fashion_mnist_split load_fashion_mnist_split(const std::filesystem::path&
   return s;
 }
 
-}  // namespace detail
-
-// Loads both splits (about 0.3 s for all 70,000 images; 220 MB of floats).
-inline fashion_mnist load_fashion_mnist(const std::filesystem::path& dir = default_data_dir() / "fashion-mnist",
-                                        const fashion_mnist_options& opt = {}) {
-  return {detail::load_fashion_mnist_split(dir, "train", opt.train_size),
-          detail::load_fashion_mnist_split(dir, "t10k", opt.test_size)};
-}
-inline fashion_mnist load_fashion_mnist(const fashion_mnist_options& opt) {
-  return load_fashion_mnist(default_data_dir() / "fashion-mnist", opt);
-}
+#endif  // HYBRID_DEFINE
 
 }  // namespace hybrid::data

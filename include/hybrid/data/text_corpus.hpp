@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "hybrid/core/compiled.hpp"
 #include "hybrid/core/shape.hpp"
 #include "hybrid/data/data_dir.hpp"
 
@@ -47,34 +48,9 @@ struct text_corpus {
     return n;
   }
   // The items at `rows`, in that order (label names kept).
-  text_corpus subset(std::span<const index_t> rows) const {
-    text_corpus s{{}, {}, label_names};
-    s.texts.reserve(rows.size());
-    s.labels.reserve(rows.size());
-    for (index_t r : rows) {
-      s.texts.push_back(texts.at(static_cast<std::size_t>(r)));
-      s.labels.push_back(labels.at(static_cast<std::size_t>(r)));
-    }
-    return s;
-  }
+  text_corpus subset(std::span<const index_t> rows) const;
   // Only the items of `classes`, relabelled 0..k-1 in the order given (e.g. the 26 noun classes).
-  text_corpus select_classes(std::span<const std::int32_t> classes) const {
-    std::vector<std::int32_t> map(label_names.size(), -1);
-    text_corpus s;
-    for (std::int32_t c : classes) {
-      if (c < 0 || c >= this->classes() || map[static_cast<std::size_t>(c)] >= 0)
-        throw std::invalid_argument("text_corpus::select_classes: class " + std::to_string(c) +
-                                    " is out of range or repeated");
-      map[static_cast<std::size_t>(c)] = static_cast<std::int32_t>(s.label_names.size());
-      s.label_names.push_back(label_names[static_cast<std::size_t>(c)]);
-    }
-    for (std::size_t i = 0; i < texts.size(); ++i)
-      if (const std::int32_t y = map[static_cast<std::size_t>(labels[i])]; y >= 0) {
-        s.texts.push_back(texts[i]);
-        s.labels.push_back(y);
-      }
-    return s;
-  }
+  text_corpus select_classes(std::span<const std::int32_t> classes) const;
   void append(const text_corpus& other) {  // label spaces must agree
     if (other.label_names != label_names) throw std::invalid_argument("text_corpus::append: different label names");
     texts.insert(texts.end(), other.texts.begin(), other.texts.end());
@@ -94,7 +70,80 @@ struct wordnet_synset {
 
 // Parses a synset line; the licence header (lines starting with two spaces) and empty lines give nullopt.
 // A malformed synset line throws std::runtime_error.
-inline std::optional<wordnet_synset> parse_wordnet_line(std::string_view line) {
+HYBRID_DECL std::optional<wordnet_synset> parse_wordnet_line(std::string_view line);
+
+struct wordnet_options {
+  bool noun = true, verb = true, adj = true, adv = true;  // which data.* files to read
+};
+
+// All glosses of the chosen files, in file order (noun, verb, adj, adv) then line order; label = the
+// lexicographer file number (label_names = the 45 lexnames whatever files are read). 117,659 in all.
+HYBRID_DECL text_corpus load_wordnet_glosses(const std::filesystem::path& dir = default_data_dir() / "text" / "wordnet",
+                                             const wordnet_options& o = {});
+
+// ---- fortunes ---------------------------------------------------------------------------------------
+
+// The items of a fortune file: text between lines holding only "%", each without its final newline;
+// items that are empty or only whitespace are dropped.
+HYBRID_DECL std::vector<std::string> parse_fortunes(std::string_view text);
+
+// Every fortune file in `dir` (sorted by name; .dat indexes and .u8 links skipped); label = the file.
+HYBRID_DECL text_corpus load_fortunes(const std::filesystem::path& dir = default_data_dir() / "text" / "fortunes");
+
+// ---- deterministic splits -----------------------------------------------------------------------------
+
+// A permutation of [0, n) that depends only on the seed: Fisher-Yates driven by mt19937_64's raw outputs
+// (fully specified by the standard; std::shuffle and the std distributions are not, across libraries).
+HYBRID_DECL std::vector<index_t> shuffled_indices(index_t n, std::uint64_t seed);
+
+struct index_split {
+  std::vector<index_t> train, test;  // each in increasing order
+};
+
+// Per class, a seeded shuffle of its items puts min(floor(test_fraction * n_c), max_test_per_class) of them
+// in test (max_test_per_class <= 0: no cap) and the rest in train. Unlabelled data: pass all-zero labels.
+HYBRID_DECL index_split stratified_split(std::span<const std::int32_t> labels, double test_fraction,
+                                         index_t max_test_per_class, std::uint64_t seed);
+
+// Up to `per_class` items of each class drawn from `pool` (indices into labels) in a seeded order: the
+// few-shot training set. Returned shuffled (classes interleaved), so it can be batched as is.
+HYBRID_DECL std::vector<index_t> sample_per_class(std::span<const std::int32_t> labels, std::span<const index_t> pool,
+                                                  index_t per_class, std::uint64_t seed);
+
+// ---- definitions (see hybrid/core/compiled.hpp) ------------------------------------------------------
+
+#if HYBRID_DEFINE
+
+HYBRID_DECL text_corpus text_corpus::subset(std::span<const index_t> rows) const {
+  text_corpus s{{}, {}, label_names};
+  s.texts.reserve(rows.size());
+  s.labels.reserve(rows.size());
+  for (index_t r : rows) {
+    s.texts.push_back(texts.at(static_cast<std::size_t>(r)));
+    s.labels.push_back(labels.at(static_cast<std::size_t>(r)));
+  }
+  return s;
+}
+
+HYBRID_DECL text_corpus text_corpus::select_classes(std::span<const std::int32_t> classes) const {
+  std::vector<std::int32_t> map(label_names.size(), -1);
+  text_corpus s;
+  for (std::int32_t c : classes) {
+    if (c < 0 || c >= this->classes() || map[static_cast<std::size_t>(c)] >= 0)
+      throw std::invalid_argument("text_corpus::select_classes: class " + std::to_string(c) +
+                                  " is out of range or repeated");
+    map[static_cast<std::size_t>(c)] = static_cast<std::int32_t>(s.label_names.size());
+    s.label_names.push_back(label_names[static_cast<std::size_t>(c)]);
+  }
+  for (std::size_t i = 0; i < texts.size(); ++i)
+    if (const std::int32_t y = map[static_cast<std::size_t>(labels[i])]; y >= 0) {
+      s.texts.push_back(texts[i]);
+      s.labels.push_back(y);
+    }
+  return s;
+}
+
+HYBRID_DECL std::optional<wordnet_synset> parse_wordnet_line(std::string_view line) {
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
   if (line.empty() || line.starts_with("  ")) return std::nullopt;
   auto bad = [&](const char* why) {
@@ -118,14 +167,7 @@ inline std::optional<wordnet_synset> parse_wordnet_line(std::string_view line) {
   return s;
 }
 
-struct wordnet_options {
-  bool noun = true, verb = true, adj = true, adv = true;  // which data.* files to read
-};
-
-// All glosses of the chosen files, in file order (noun, verb, adj, adv) then line order; label = the
-// lexicographer file number (label_names = the 45 lexnames whatever files are read). 117,659 in all.
-inline text_corpus load_wordnet_glosses(const std::filesystem::path& dir = default_data_dir() / "text" / "wordnet",
-                                        const wordnet_options& o = {}) {
+HYBRID_DECL text_corpus load_wordnet_glosses(const std::filesystem::path& dir, const wordnet_options& o) {
   text_corpus c;
   c.label_names.assign(wordnet_lexnames.begin(), wordnet_lexnames.end());
   const std::pair<bool, const char*> files[] = {{o.noun, "data.noun"}, {o.verb, "data.verb"}, {o.adj, "data.adj"},
@@ -152,11 +194,7 @@ inline text_corpus load_wordnet_glosses(const std::filesystem::path& dir = defau
   return c;
 }
 
-// ---- fortunes ---------------------------------------------------------------------------------------
-
-// The items of a fortune file: text between lines holding only "%", each without its final newline;
-// items that are empty or only whitespace are dropped.
-inline std::vector<std::string> parse_fortunes(std::string_view text) {
+HYBRID_DECL std::vector<std::string> parse_fortunes(std::string_view text) {
   std::vector<std::string> items;
   std::string cur;
   auto flush = [&] {
@@ -175,8 +213,7 @@ inline std::vector<std::string> parse_fortunes(std::string_view text) {
   return items;
 }
 
-// Every fortune file in `dir` (sorted by name; .dat indexes and .u8 links skipped); label = the file.
-inline text_corpus load_fortunes(const std::filesystem::path& dir = default_data_dir() / "text" / "fortunes") {
+HYBRID_DECL text_corpus load_fortunes(const std::filesystem::path& dir) {
   std::error_code ec;
   if (!std::filesystem::is_directory(dir, ec)) throw data_missing(dir, "the text corpus");
   std::vector<std::filesystem::path> files;
@@ -201,11 +238,7 @@ inline text_corpus load_fortunes(const std::filesystem::path& dir = default_data
   return c;
 }
 
-// ---- deterministic splits -----------------------------------------------------------------------------
-
-// A permutation of [0, n) that depends only on the seed: Fisher-Yates driven by mt19937_64's raw outputs
-// (fully specified by the standard; std::shuffle and the std distributions are not, across libraries).
-inline std::vector<index_t> shuffled_indices(index_t n, std::uint64_t seed) {
+HYBRID_DECL std::vector<index_t> shuffled_indices(index_t n, std::uint64_t seed) {
   std::vector<index_t> v(static_cast<std::size_t>(n));
   for (index_t i = 0; i < n; ++i) v[static_cast<std::size_t>(i)] = i;
   std::mt19937_64 rng(seed);
@@ -214,14 +247,8 @@ inline std::vector<index_t> shuffled_indices(index_t n, std::uint64_t seed) {
   return v;
 }
 
-struct index_split {
-  std::vector<index_t> train, test;  // each in increasing order
-};
-
-// Per class, a seeded shuffle of its items puts min(floor(test_fraction * n_c), max_test_per_class) of them
-// in test (max_test_per_class <= 0: no cap) and the rest in train. Unlabelled data: pass all-zero labels.
-inline index_split stratified_split(std::span<const std::int32_t> labels, double test_fraction,
-                                    index_t max_test_per_class, std::uint64_t seed) {
+HYBRID_DECL index_split stratified_split(std::span<const std::int32_t> labels, double test_fraction,
+                                         index_t max_test_per_class, std::uint64_t seed) {
   if (!(test_fraction >= 0 && test_fraction <= 1))
     throw std::invalid_argument("stratified_split: test_fraction must be in [0, 1]");
   std::int32_t classes = 0;
@@ -246,10 +273,8 @@ inline index_split stratified_split(std::span<const std::int32_t> labels, double
   return s;
 }
 
-// Up to `per_class` items of each class drawn from `pool` (indices into labels) in a seeded order: the
-// few-shot training set. Returned shuffled (classes interleaved), so it can be batched as is.
-inline std::vector<index_t> sample_per_class(std::span<const std::int32_t> labels, std::span<const index_t> pool,
-                                             index_t per_class, std::uint64_t seed) {
+HYBRID_DECL std::vector<index_t> sample_per_class(std::span<const std::int32_t> labels, std::span<const index_t> pool,
+                                                  index_t per_class, std::uint64_t seed) {
   std::int32_t classes = 0;
   for (std::int32_t y : labels) classes = std::max(classes, y + 1);
   std::vector<index_t> taken(static_cast<std::size_t>(classes), 0), out;
@@ -264,5 +289,7 @@ inline std::vector<index_t> sample_per_class(std::span<const std::int32_t> label
   }
   return out;
 }
+
+#endif  // HYBRID_DEFINE
 
 }  // namespace hybrid::data

@@ -23,6 +23,8 @@
 #include <utility>
 #include <vector>
 
+#include "hybrid/core/compiled.hpp"
+
 namespace hybrid::io {
 
 class atomic_file_writer;
@@ -74,12 +76,7 @@ class unique_fd {
   int fd_;
 };
 
-inline std::filesystem::path temp_path_for(const std::filesystem::path& target) {
-  static std::atomic<std::uint64_t> counter{0};
-  std::random_device rd;
-  const std::string name = cat('.', target.filename(), ".tmp.", ::getpid(), '.', counter.fetch_add(1), '.', rd());
-  return target.parent_path() / name;
-}
+HYBRID_DECL std::filesystem::path temp_path_for(const std::filesystem::path& target);
 
 }  // namespace detail
 
@@ -125,18 +122,7 @@ class atomic_file_writer {
     buffer_.clear();
   }
 
-  void write_all(const std::byte* p, std::size_t n) {
-    while (n > 0) {
-      const ::ssize_t r = ::write(fd_, p, n);
-      if (r < 0) {
-        if (errno == EINTR) continue;
-        const int err = errno;
-        detail::throw_errno(err, detail::cat("atomic write: writing temp file ", detail::quoted(temp_)));
-      }
-      p += r;
-      n -= static_cast<std::size_t>(r);
-    }
-  }
+  void write_all(const std::byte* p, std::size_t n);
 
   int fd_;
   std::filesystem::path temp_;
@@ -220,7 +206,33 @@ inline void write_file_atomically(const std::filesystem::path& target, std::span
 // named so are kept. Returns how many were removed. Call it at start-up rather than before every save: on a
 // directory shared between machines a pid names a process of this machine only, so a writer on another
 // machine could lose its temp file.
-inline std::size_t remove_stale_temp_files(const std::filesystem::path& target) {
+HYBRID_DECL std::size_t remove_stale_temp_files(const std::filesystem::path& target);
+
+// ---- definitions (see hybrid/core/compiled.hpp) ------------------------------------------------------
+
+#if HYBRID_DEFINE
+
+HYBRID_DECL std::filesystem::path detail::temp_path_for(const std::filesystem::path& target) {
+  static std::atomic<std::uint64_t> counter{0};
+  std::random_device rd;
+  const std::string name = cat('.', target.filename(), ".tmp.", ::getpid(), '.', counter.fetch_add(1), '.', rd());
+  return target.parent_path() / name;
+}
+
+HYBRID_DECL void atomic_file_writer::write_all(const std::byte* p, std::size_t n) {
+  while (n > 0) {
+    const ::ssize_t r = ::write(fd_, p, n);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      const int err = errno;
+      detail::throw_errno(err, detail::cat("atomic write: writing temp file ", detail::quoted(temp_)));
+    }
+    p += r;
+    n -= static_cast<std::size_t>(r);
+  }
+}
+
+HYBRID_DECL std::size_t remove_stale_temp_files(const std::filesystem::path& target) {
   namespace fs = std::filesystem;
   const fs::path dir = target.parent_path().empty() ? fs::path(".") : target.parent_path();
   const std::string prefix = detail::cat('.', target.filename(), ".tmp.");
@@ -245,5 +257,7 @@ inline std::size_t remove_stale_temp_files(const std::filesystem::path& target) 
   }
   return removed;
 }
+
+#endif  // HYBRID_DEFINE
 
 }  // namespace hybrid::io

@@ -12,6 +12,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "hybrid/core/compiled.hpp"
 #include "hybrid/io/safetensors.hpp"
 #include "hybrid/layers/module.hpp"
 
@@ -94,26 +95,14 @@ inline std::string trim_dot(std::string s) {
   return s;
 }
 
-inline std::string map_name(const std::string& file_name, const load_options& o) {
-  std::string name = file_name;
-  if (const std::string p = trim_dot(o.strip_prefix);
-      !p.empty() && name.size() > p.size() && name.compare(0, p.size(), p) == 0 && name[p.size()] == '.')
-    name.erase(0, p.size() + 1);
-  name = join_name(trim_dot(o.add_prefix), name);
-  return o.rename ? o.rename(name) : name;
-}
+HYBRID_DECL std::string map_name(const std::string& file_name, const load_options& o);
 
 inline bool is_float(dtype t) {
   return t == dtype::F64 || t == dtype::F32 || t == dtype::F16 || t == dtype::BF16 || t == dtype::F8_E5M2 ||
          t == dtype::F8_E4M3;
 }
 
-inline std::string name_list(const std::vector<std::string>& names, std::size_t shown = 8) {
-  std::string s;
-  for (std::size_t i = 0; i < names.size() && i < shown; ++i) s += cat(i ? ", '" : "'", names[i], '\'');
-  if (names.size() > shown) s += cat(" and ", names.size() - shown, " more");
-  return s;
-}
+HYBRID_DECL std::string name_list(const std::vector<std::string>& names, std::size_t shown = 8);
 
 }  // namespace detail::ckpt
 
@@ -200,5 +189,27 @@ template <module M>
 load_report load_parameters(M& m, const std::filesystem::path& path, const load_options& opt = {}) {
   return load_parameters(m, safetensors_reader::open(path), opt);
 }
+
+// ---- definitions (see hybrid/core/compiled.hpp) ------------------------------------------------------
+
+#if HYBRID_DEFINE
+
+HYBRID_DECL std::string detail::ckpt::map_name(const std::string& file_name, const load_options& o) {
+  std::string name = file_name;
+  if (const std::string p = trim_dot(o.strip_prefix);
+      !p.empty() && name.size() > p.size() && name.compare(0, p.size(), p) == 0 && name[p.size()] == '.')
+    name.erase(0, p.size() + 1);
+  name = join_name(trim_dot(o.add_prefix), name);
+  return o.rename ? o.rename(name) : name;
+}
+
+HYBRID_DECL std::string detail::ckpt::name_list(const std::vector<std::string>& names, std::size_t shown) {
+  std::string s;
+  for (std::size_t i = 0; i < names.size() && i < shown; ++i) s += cat(i ? ", '" : "'", names[i], '\'');
+  if (names.size() > shown) s += cat(" and ", names.size() - shown, " more");
+  return s;
+}
+
+#endif  // HYBRID_DEFINE
 
 }  // namespace hybrid::io

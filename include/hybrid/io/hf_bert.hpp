@@ -7,13 +7,21 @@
 #include <iterator>
 #include <limits>
 #include <map>
-#include <nlohmann/json.hpp>
 #include <string>
 #include <system_error>
 #include <utility>
 
+// bert_config_from_json / bert_config_to_json take and return nlohmann::json: with HYBRID_COMPILED, callers
+// that build or read those values include <nlohmann/json.hpp> themselves (the bodies here need all of it).
+#include <nlohmann/json_fwd.hpp>
+
+#include "hybrid/core/compiled.hpp"
 #include "hybrid/enc/bert.hpp"
 #include "hybrid/io/checkpoint.hpp"
+
+#if HYBRID_DEFINE
+#include <nlohmann/json.hpp>
+#endif
 
 namespace hybrid::io {
 
@@ -26,59 +34,21 @@ namespace detail::hf {
 }
 
 // A positive integer field; absent fields keep BertConfig's default (already in `out`).
-inline void get_positive(const nlohmann::json& j, const char* key, index_t& out) {
-  auto it = j.find(key);
-  if (it == j.end()) return;
-  if (!it->is_number_integer() || it->get<std::int64_t>() <= 0)
-    bad_config(cat('\'', key, "' = ", it->dump(), " is not a positive integer"));
-  out = it->get<index_t>();
-}
+HYBRID_DECL void get_positive(const nlohmann::json& j, const char* key, index_t& out);
 
-inline void get_number(const nlohmann::json& j, const char* key, double& out, double lo, double hi) {
-  auto it = j.find(key);
-  if (it == j.end()) return;
-  if (!it->is_number() || !(it->get<double>() >= lo && it->get<double>() < hi))
-    bad_config(cat('\'', key, "' = ", it->dump(), " is not a number in [", nlohmann::json(lo).dump(), ", ",
-                   nlohmann::json(hi).dump(), ')'));
-  out = it->get<double>();
-}
+HYBRID_DECL void get_number(const nlohmann::json& j, const char* key, double& out, double lo, double hi);
 
 // Sizes a model can be built with: ids, positions and token types are int32, and every weight matrix
 // (rows x hidden_size) must have a byte size (as double) that size_t holds, else building the model would
 // overflow its size computations instead of failing cleanly.
-inline void check_buildable(const enc::bert_config& c) {
-  constexpr index_t max_dim = std::numeric_limits<std::int32_t>::max();
-  constexpr index_t max_elements = std::numeric_limits<index_t>::max() / 8;
-  const std::pair<const char*, index_t> rows[] = {{"vocab_size", c.vocab},
-                                                  {"max_position_embeddings", c.max_positions},
-                                                  {"type_vocab_size", c.type_vocab},
-                                                  {"intermediate_size", c.ffn},
-                                                  {"hidden_size", c.hidden}};
-  for (const auto& [key, n] : rows) {
-    if (n > max_dim) bad_config(cat('\'', key, "' = ", n, " is above ", max_dim));
-    if (n > max_elements / c.hidden)
-      bad_config(cat('\'', key, "' = ", n, " x hidden_size ", c.hidden, " is too many elements for one weight matrix"));
-  }
-}
+HYBRID_DECL void check_buildable(const enc::bert_config& c);
 
 // A string field that must equal `want` when present.
-inline void expect_string(const nlohmann::json& j, const char* key, const char* want, const char* why) {
-  auto it = j.find(key);
-  if (it == j.end()) return;
-  if (!it->is_string() || it->get_ref<const std::string&>() != want)
-    bad_config(cat('\'', key, "' = ", it->dump(), " is not supported: ", why));
-}
+HYBRID_DECL void expect_string(const nlohmann::json& j, const char* key, const char* want, const char* why);
 
-inline std::string slurp(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  if (!in) throw std::system_error(errno ? errno : ENOENT, std::generic_category(), cat("cannot open '", p, '\''));
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
+HYBRID_DECL std::string slurp(const std::filesystem::path& p);
 
-inline std::filesystem::path in_dir(const std::filesystem::path& p, const char* file) {
-  std::error_code ec;
-  return std::filesystem::is_directory(p, ec) ? p / file : p;
-}
+HYBRID_DECL std::filesystem::path in_dir(const std::filesystem::path& p, const char* file);
 
 }  // namespace detail::hf
 
@@ -86,99 +56,25 @@ inline std::filesystem::path in_dir(const std::filesystem::path& p, const char* 
 // bert_config's); wrong types, non-positive sizes, sizes no model can be built with (above 2^31 - 1, or a
 // weight matrix too large to address), hidden_size not divisible by the heads, and features
 // hybrid's BERT lacks (hidden_act other than "gelu", relative positions, decoders) are checkpoint_errors.
-inline enc::bert_config bert_config_from_json(const nlohmann::json& j) {
-  using detail::hf::bad_config;
-  if (!j.is_object()) bad_config(detail::cat("expected a JSON object, got ", j.type_name()));
-  detail::hf::expect_string(j, "model_type", "bert", "hybrid reads BERT (model_type \"bert\") checkpoints only");
-  detail::hf::expect_string(j, "hidden_act", "gelu", "hybrid's BERT uses the exact erf GELU (\"gelu\") only");
-  detail::hf::expect_string(j, "position_embedding_type", "absolute", "only absolute position embeddings exist here");
-  for (const char* key : {"is_decoder", "add_cross_attention"})
-    if (auto it = j.find(key); it != j.end() && *it != false)
-      bad_config(detail::cat('\'', key, "' = ", it->dump(), " is not supported"));
-  if (auto it = j.find("architectures"); it != j.end() && !it->is_null()) {
-    if (!it->is_array()) bad_config(detail::cat("'architectures' = ", it->dump(), " is not an array of strings"));
-    for (const auto& a : *it)
-      if (!a.is_string()) bad_config(detail::cat("'architectures' = ", it->dump(), " is not an array of strings"));
-  }
-  enc::bert_config c;
-  detail::hf::get_positive(j, "vocab_size", c.vocab);
-  detail::hf::get_positive(j, "hidden_size", c.hidden);
-  detail::hf::get_positive(j, "num_hidden_layers", c.layers);
-  detail::hf::get_positive(j, "num_attention_heads", c.heads);
-  detail::hf::get_positive(j, "intermediate_size", c.ffn);
-  detail::hf::get_positive(j, "max_position_embeddings", c.max_positions);
-  detail::hf::get_positive(j, "type_vocab_size", c.type_vocab);
-  detail::hf::get_number(j, "layer_norm_eps", c.layer_norm_eps, 0.0, 1.0);
-  detail::hf::get_number(j, "hidden_dropout_prob", c.dropout, 0.0, 1.0);
-  detail::hf::get_number(j, "attention_probs_dropout_prob", c.attention_dropout, 0.0, 1.0);
-  if (auto it = j.find("add_pooling_layer"); it != j.end()) {
-    if (!it->is_boolean()) bad_config(detail::cat("'add_pooling_layer' = ", it->dump(), " is not a boolean"));
-    c.pooler = it->get<bool>();
-  }
-  if (c.hidden % c.heads != 0)
-    bad_config(detail::cat("hidden_size ", c.hidden, " is not a multiple of num_attention_heads ", c.heads));
-  detail::hf::check_buildable(c);
-  return c;
-}
+HYBRID_DECL enc::bert_config bert_config_from_json(const nlohmann::json& j);
 
 // Reads config.json (or DIR/config.json). Unreadable file: std::system_error; bad JSON: checkpoint_error.
-inline enc::bert_config read_bert_config(const std::filesystem::path& file_or_dir) {
-  const std::filesystem::path p = detail::hf::in_dir(file_or_dir, "config.json");
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(detail::hf::slurp(p));
-  } catch (const nlohmann::json::exception& e) {
-    throw checkpoint_error(detail::cat("BERT config '", p, "' is not valid JSON: ", e.what()));
-  }
-  try {
-    return bert_config_from_json(j);
-  } catch (const checkpoint_error& e) {
-    throw checkpoint_error(detail::cat(e.what(), " (in '", p, "')"));
-  }
-}
+HYBRID_DECL enc::bert_config read_bert_config(const std::filesystem::path& file_or_dir);
 
 // The config.json transformers writes for a BertConfig (keys sorted, as transformers sorts them).
 // A model without a pooler adds "add_pooling_layer": false, which transformers keeps as an attribute.
-inline nlohmann::json bert_config_to_json(const enc::bert_config& c, const std::string& architecture = "BertModel") {
-  nlohmann::json j = {{"architectures", {architecture}},
-                      {"attention_probs_dropout_prob", c.attention_dropout},
-                      {"hidden_act", "gelu"},
-                      {"hidden_dropout_prob", c.dropout},
-                      {"hidden_size", c.hidden},
-                      {"initializer_range", 0.02},
-                      {"intermediate_size", c.ffn},
-                      {"layer_norm_eps", c.layer_norm_eps},
-                      {"max_position_embeddings", c.max_positions},
-                      {"model_type", "bert"},
-                      {"num_attention_heads", c.heads},
-                      {"num_hidden_layers", c.layers},
-                      {"pad_token_id", 0},
-                      {"position_embedding_type", "absolute"},
-                      {"torch_dtype", "float32"},
-                      {"type_vocab_size", c.type_vocab},
-                      {"use_cache", true},
-                      {"vocab_size", c.vocab}};
-  if (!c.pooler) j["add_pooling_layer"] = false;
-  return j;
-}
+HYBRID_DECL nlohmann::json bert_config_to_json(const enc::bert_config& c,
+                                               const std::string& architecture = "BertModel");
 
 // Writes config.json atomically (2-space indent, trailing newline, as transformers does).
-inline void write_bert_config(const enc::bert_config& c, const std::filesystem::path& file,
-                              const std::string& architecture = "BertModel") {
-  const std::string text = bert_config_to_json(c, architecture).dump(2) + "\n";
-  write_file_atomically(file, [&](atomic_file_writer& w) { w.write(text); });
-}
+HYBRID_DECL void write_bert_config(const enc::bert_config& c, const std::filesystem::path& file,
+                                   const std::string& architecture = "BertModel");
 
 // ---- model.safetensors ----------------------------------------------------------------------------
 
 // File name -> BertModel parameter name (after the "bert." prefix is stripped): legacy TF names
 // LayerNorm.gamma/beta become weight/bias; the position_ids / token_type_ids buffers are skipped.
-inline std::string hf_bert_parameter_name(const std::string& name) {
-  if (name == "embeddings.position_ids" || name == "embeddings.token_type_ids") return "";
-  if (name.ends_with(".gamma")) return detail::cat(std::string_view(name).substr(0, name.size() - 6), ".weight");
-  if (name.ends_with(".beta")) return detail::cat(std::string_view(name).substr(0, name.size() - 5), ".bias");
-  return name;
-}
+HYBRID_DECL std::string hf_bert_parameter_name(const std::string& name);
 
 struct hf_bert_report : load_report {
   std::string prefix;  // "bert" for BertFor* checkpoints, "" for BertModel
@@ -256,5 +152,148 @@ void save_hf_bert(enc::bert_model<T>& model, const std::filesystem::path& dir, c
   const std::string arch = !o.architecture.empty() ? o.architecture : o.bert_prefix ? "BertForMaskedLM" : "BertModel";
   write_bert_config(model.config(), dir / "config.json", arch);
 }
+
+// ---- definitions (see hybrid/core/compiled.hpp) ------------------------------------------------------
+
+#if HYBRID_DEFINE
+
+HYBRID_DECL void detail::hf::get_positive(const nlohmann::json& j, const char* key, index_t& out) {
+  auto it = j.find(key);
+  if (it == j.end()) return;
+  if (!it->is_number_integer() || it->get<std::int64_t>() <= 0)
+    bad_config(cat('\'', key, "' = ", it->dump(), " is not a positive integer"));
+  out = it->get<index_t>();
+}
+
+HYBRID_DECL void detail::hf::get_number(const nlohmann::json& j, const char* key, double& out, double lo, double hi) {
+  auto it = j.find(key);
+  if (it == j.end()) return;
+  if (!it->is_number() || !(it->get<double>() >= lo && it->get<double>() < hi))
+    bad_config(cat('\'', key, "' = ", it->dump(), " is not a number in [", nlohmann::json(lo).dump(), ", ",
+                   nlohmann::json(hi).dump(), ')'));
+  out = it->get<double>();
+}
+
+HYBRID_DECL void detail::hf::check_buildable(const enc::bert_config& c) {
+  constexpr index_t max_dim = std::numeric_limits<std::int32_t>::max();
+  constexpr index_t max_elements = std::numeric_limits<index_t>::max() / 8;
+  const std::pair<const char*, index_t> rows[] = {{"vocab_size", c.vocab},
+                                                  {"max_position_embeddings", c.max_positions},
+                                                  {"type_vocab_size", c.type_vocab},
+                                                  {"intermediate_size", c.ffn},
+                                                  {"hidden_size", c.hidden}};
+  for (const auto& [key, n] : rows) {
+    if (n > max_dim) bad_config(cat('\'', key, "' = ", n, " is above ", max_dim));
+    if (n > max_elements / c.hidden)
+      bad_config(cat('\'', key, "' = ", n, " x hidden_size ", c.hidden, " is too many elements for one weight matrix"));
+  }
+}
+
+HYBRID_DECL void detail::hf::expect_string(const nlohmann::json& j, const char* key, const char* want,
+                                           const char* why) {
+  auto it = j.find(key);
+  if (it == j.end()) return;
+  if (!it->is_string() || it->get_ref<const std::string&>() != want)
+    bad_config(cat('\'', key, "' = ", it->dump(), " is not supported: ", why));
+}
+
+HYBRID_DECL std::string detail::hf::slurp(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  if (!in) throw std::system_error(errno ? errno : ENOENT, std::generic_category(), cat("cannot open '", p, '\''));
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+HYBRID_DECL std::filesystem::path detail::hf::in_dir(const std::filesystem::path& p, const char* file) {
+  std::error_code ec;
+  return std::filesystem::is_directory(p, ec) ? p / file : p;
+}
+
+HYBRID_DECL enc::bert_config bert_config_from_json(const nlohmann::json& j) {
+  using detail::hf::bad_config;
+  if (!j.is_object()) bad_config(detail::cat("expected a JSON object, got ", j.type_name()));
+  detail::hf::expect_string(j, "model_type", "bert", "hybrid reads BERT (model_type \"bert\") checkpoints only");
+  detail::hf::expect_string(j, "hidden_act", "gelu", "hybrid's BERT uses the exact erf GELU (\"gelu\") only");
+  detail::hf::expect_string(j, "position_embedding_type", "absolute", "only absolute position embeddings exist here");
+  for (const char* key : {"is_decoder", "add_cross_attention"})
+    if (auto it = j.find(key); it != j.end() && *it != false)
+      bad_config(detail::cat('\'', key, "' = ", it->dump(), " is not supported"));
+  if (auto it = j.find("architectures"); it != j.end() && !it->is_null()) {
+    if (!it->is_array()) bad_config(detail::cat("'architectures' = ", it->dump(), " is not an array of strings"));
+    for (const auto& a : *it)
+      if (!a.is_string()) bad_config(detail::cat("'architectures' = ", it->dump(), " is not an array of strings"));
+  }
+  enc::bert_config c;
+  detail::hf::get_positive(j, "vocab_size", c.vocab);
+  detail::hf::get_positive(j, "hidden_size", c.hidden);
+  detail::hf::get_positive(j, "num_hidden_layers", c.layers);
+  detail::hf::get_positive(j, "num_attention_heads", c.heads);
+  detail::hf::get_positive(j, "intermediate_size", c.ffn);
+  detail::hf::get_positive(j, "max_position_embeddings", c.max_positions);
+  detail::hf::get_positive(j, "type_vocab_size", c.type_vocab);
+  detail::hf::get_number(j, "layer_norm_eps", c.layer_norm_eps, 0.0, 1.0);
+  detail::hf::get_number(j, "hidden_dropout_prob", c.dropout, 0.0, 1.0);
+  detail::hf::get_number(j, "attention_probs_dropout_prob", c.attention_dropout, 0.0, 1.0);
+  if (auto it = j.find("add_pooling_layer"); it != j.end()) {
+    if (!it->is_boolean()) bad_config(detail::cat("'add_pooling_layer' = ", it->dump(), " is not a boolean"));
+    c.pooler = it->get<bool>();
+  }
+  if (c.hidden % c.heads != 0)
+    bad_config(detail::cat("hidden_size ", c.hidden, " is not a multiple of num_attention_heads ", c.heads));
+  detail::hf::check_buildable(c);
+  return c;
+}
+
+HYBRID_DECL enc::bert_config read_bert_config(const std::filesystem::path& file_or_dir) {
+  const std::filesystem::path p = detail::hf::in_dir(file_or_dir, "config.json");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(detail::hf::slurp(p));
+  } catch (const nlohmann::json::exception& e) {
+    throw checkpoint_error(detail::cat("BERT config '", p, "' is not valid JSON: ", e.what()));
+  }
+  try {
+    return bert_config_from_json(j);
+  } catch (const checkpoint_error& e) {
+    throw checkpoint_error(detail::cat(e.what(), " (in '", p, "')"));
+  }
+}
+
+HYBRID_DECL nlohmann::json bert_config_to_json(const enc::bert_config& c, const std::string& architecture) {
+  nlohmann::json j = {{"architectures", {architecture}},
+                      {"attention_probs_dropout_prob", c.attention_dropout},
+                      {"hidden_act", "gelu"},
+                      {"hidden_dropout_prob", c.dropout},
+                      {"hidden_size", c.hidden},
+                      {"initializer_range", 0.02},
+                      {"intermediate_size", c.ffn},
+                      {"layer_norm_eps", c.layer_norm_eps},
+                      {"max_position_embeddings", c.max_positions},
+                      {"model_type", "bert"},
+                      {"num_attention_heads", c.heads},
+                      {"num_hidden_layers", c.layers},
+                      {"pad_token_id", 0},
+                      {"position_embedding_type", "absolute"},
+                      {"torch_dtype", "float32"},
+                      {"type_vocab_size", c.type_vocab},
+                      {"use_cache", true},
+                      {"vocab_size", c.vocab}};
+  if (!c.pooler) j["add_pooling_layer"] = false;
+  return j;
+}
+
+HYBRID_DECL void write_bert_config(const enc::bert_config& c, const std::filesystem::path& file,
+                                   const std::string& architecture) {
+  const std::string text = bert_config_to_json(c, architecture).dump(2) + "\n";
+  write_file_atomically(file, [&](atomic_file_writer& w) { w.write(text); });
+}
+
+HYBRID_DECL std::string hf_bert_parameter_name(const std::string& name) {
+  if (name == "embeddings.position_ids" || name == "embeddings.token_type_ids") return "";
+  if (name.ends_with(".gamma")) return detail::cat(std::string_view(name).substr(0, name.size() - 6), ".weight");
+  if (name.ends_with(".beta")) return detail::cat(std::string_view(name).substr(0, name.size() - 5), ".bias");
+  return name;
+}
+
+#endif  // HYBRID_DEFINE
 
 }  // namespace hybrid::io

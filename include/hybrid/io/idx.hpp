@@ -22,6 +22,7 @@
 #include <variant>
 #include <vector>
 
+#include "hybrid/core/compiled.hpp"
 #include "hybrid/io/file_error.hpp"
 
 namespace hybrid::io {
@@ -110,15 +111,78 @@ inline std::string idx_hex(std::uint64_t v, int digits) {
   return "0x" + s;
 }
 
-inline std::string idx_dims_text(const std::vector<std::uint32_t>& dims) {
+HYBRID_DECL std::string idx_dims_text(const std::vector<std::uint32_t>& dims);
+
+// Parses and validates the header. `head` holds the first min(size, idx_max_header) bytes of the input;
+// `size` is the size of the whole input. On return, size == data_offset + data_bytes exactly.
+HYBRID_DECL idx_header parse_idx_header(std::span<const unsigned char> head, std::uint64_t size,
+                                        const std::string& src);
+
+// Converts n big-endian elements at `src` into `dst`. `src` may be the storage of `dst` itself.
+template <class T>
+void idx_decode(const unsigned char* src, T* dst, std::size_t n) noexcept {
+  if constexpr (sizeof(T) == 1 || std::endian::native == std::endian::big) {
+    if (static_cast<const void*>(src) != static_cast<const void*>(dst)) std::memmove(dst, src, n * sizeof(T));
+  } else {
+    using U = std::conditional_t<sizeof(T) == 2, std::uint16_t,
+                                 std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>>;
+    for (std::size_t i = 0; i < n; ++i) {
+      unsigned char b[sizeof(T)];
+      std::memcpy(b, src + i * sizeof(T), sizeof(T));
+      U u = 0;
+      for (std::size_t k = 0; k < sizeof(T); ++k) u = static_cast<U>(u << 8 | b[k]);
+      dst[i] = std::bit_cast<T>(u);
+    }
+  }
+}
+
+// An array of the header's type and size; `fill(bytes, vector)` supplies the raw big-endian data.
+template <class Fill>
+idx_array idx_make(const idx_header& h, Fill&& fill) {
+  idx_array out;
+  out.dims = h.dims;
+  auto make = [&]<class T>(std::vector<T> v) {
+    v.resize(h.count);
+    fill(reinterpret_cast<unsigned char*>(v.data()), h.data_bytes);
+    idx_decode(reinterpret_cast<const unsigned char*>(v.data()), v.data(), v.size());
+    out.values = std::move(v);
+  };
+  switch (h.type) {
+    case idx_type::u8: make(std::vector<std::uint8_t>()); break;
+    case idx_type::i8: make(std::vector<std::int8_t>()); break;
+    case idx_type::i16: make(std::vector<std::int16_t>()); break;
+    case idx_type::i32: make(std::vector<std::int32_t>()); break;
+    case idx_type::f32: make(std::vector<float>()); break;
+    case idx_type::f64: make(std::vector<double>()); break;
+  }
+  return out;
+}
+
+}  // namespace detail
+
+// Parses an IDX array held in memory; `source` names it in error messages.
+HYBRID_DECL idx_array read_idx(std::span<const unsigned char> bytes, std::string_view source = "<memory>");
+inline idx_array read_idx(std::span<const std::byte> bytes, std::string_view source = "<memory>") {
+  return read_idx(std::span<const unsigned char>(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size()),
+                  source);
+}
+
+// Reads an IDX file (uncompressed: gunzip the distributed .gz first). The data is read straight into
+// the result, without a second copy of the file in memory.
+HYBRID_DECL idx_array read_idx(const std::filesystem::path& file);
+
+// ---- definitions (see hybrid/core/compiled.hpp) ------------------------------------------------------
+
+#if HYBRID_DEFINE
+
+HYBRID_DECL std::string detail::idx_dims_text(const std::vector<std::uint32_t>& dims) {
   std::string s = "{";
   for (std::size_t i = 0; i < dims.size(); ++i) s += (i != 0 ? ", " : "") + std::to_string(dims[i]);
   return s + "}";
 }
 
-// Parses and validates the header. `head` holds the first min(size, idx_max_header) bytes of the input;
-// `size` is the size of the whole input. On return, size == data_offset + data_bytes exactly.
-inline idx_header parse_idx_header(std::span<const unsigned char> head, std::uint64_t size, const std::string& src) {
+HYBRID_DECL detail::idx_header detail::parse_idx_header(std::span<const unsigned char> head, std::uint64_t size,
+                                                        const std::string& src) {
   if (size < 4)
     throw idx_error(src, size,
                     "truncated header: the input has " + std::to_string(size) + " bytes, the magic number needs 4");
@@ -168,50 +232,7 @@ inline idx_header parse_idx_header(std::span<const unsigned char> head, std::uin
   return {type, std::move(dims), data_offset, static_cast<std::size_t>(count), static_cast<std::size_t>(data_bytes)};
 }
 
-// Converts n big-endian elements at `src` into `dst`. `src` may be the storage of `dst` itself.
-template <class T>
-void idx_decode(const unsigned char* src, T* dst, std::size_t n) noexcept {
-  if constexpr (sizeof(T) == 1 || std::endian::native == std::endian::big) {
-    if (static_cast<const void*>(src) != static_cast<const void*>(dst)) std::memmove(dst, src, n * sizeof(T));
-  } else {
-    using U = std::conditional_t<sizeof(T) == 2, std::uint16_t,
-                                 std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>>;
-    for (std::size_t i = 0; i < n; ++i) {
-      unsigned char b[sizeof(T)];
-      std::memcpy(b, src + i * sizeof(T), sizeof(T));
-      U u = 0;
-      for (std::size_t k = 0; k < sizeof(T); ++k) u = static_cast<U>(u << 8 | b[k]);
-      dst[i] = std::bit_cast<T>(u);
-    }
-  }
-}
-
-// An array of the header's type and size; `fill(bytes, vector)` supplies the raw big-endian data.
-template <class Fill>
-idx_array idx_make(const idx_header& h, Fill&& fill) {
-  idx_array out;
-  out.dims = h.dims;
-  auto make = [&]<class T>(std::vector<T> v) {
-    v.resize(h.count);
-    fill(reinterpret_cast<unsigned char*>(v.data()), h.data_bytes);
-    idx_decode(reinterpret_cast<const unsigned char*>(v.data()), v.data(), v.size());
-    out.values = std::move(v);
-  };
-  switch (h.type) {
-    case idx_type::u8: make(std::vector<std::uint8_t>()); break;
-    case idx_type::i8: make(std::vector<std::int8_t>()); break;
-    case idx_type::i16: make(std::vector<std::int16_t>()); break;
-    case idx_type::i32: make(std::vector<std::int32_t>()); break;
-    case idx_type::f32: make(std::vector<float>()); break;
-    case idx_type::f64: make(std::vector<double>()); break;
-  }
-  return out;
-}
-
-}  // namespace detail
-
-// Parses an IDX array held in memory; `source` names it in error messages.
-inline idx_array read_idx(std::span<const unsigned char> bytes, std::string_view source = "<memory>") {
+HYBRID_DECL idx_array read_idx(std::span<const unsigned char> bytes, std::string_view source) {
   const std::string src(source);
   const auto h = detail::parse_idx_header(bytes.first(std::min(bytes.size(), detail::idx_max_header)),
                                           bytes.size(), src);
@@ -219,14 +240,8 @@ inline idx_array read_idx(std::span<const unsigned char> bytes, std::string_view
     if (n != 0) std::memcpy(dst, bytes.data() + h.data_offset, n);
   });
 }
-inline idx_array read_idx(std::span<const std::byte> bytes, std::string_view source = "<memory>") {
-  return read_idx(std::span<const unsigned char>(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size()),
-                  source);
-}
 
-// Reads an IDX file (uncompressed: gunzip the distributed .gz first). The data is read straight into
-// the result, without a second copy of the file in memory.
-inline idx_array read_idx(const std::filesystem::path& file) {
+HYBRID_DECL idx_array read_idx(const std::filesystem::path& file) {
   const std::string src = file.string();
   auto sys_error = [&](std::uint64_t offset, const std::string& what, int err) {
     return idx_error(src, offset, what + ": " + std::error_code(err, std::generic_category()).message());
@@ -258,5 +273,7 @@ inline idx_array read_idx(const std::filesystem::path& file) {
       throw idx_error(src, h.data_offset + n, "trailing data appeared (changed while being read?)");
   });
 }
+
+#endif  // HYBRID_DEFINE
 
 }  // namespace hybrid::io

@@ -2,14 +2,22 @@
 // base_model.model.<name>) + adapter_config.json, saved from and loaded into any module (layers/lora.hpp).
 #pragma once
 #include <filesystem>
-#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
 
+// lora_config_to_json / lora_config_from_json take and return nlohmann::json: with HYBRID_COMPILED, callers that
+// build or read those values include <nlohmann/json.hpp> themselves (the bodies here need all of it).
+#include <nlohmann/json_fwd.hpp>
+
+#include "hybrid/core/compiled.hpp"
 #include "hybrid/io/checkpoint.hpp"
 #include "hybrid/io/hf_bert.hpp"
 #include "hybrid/layers/lora.hpp"
+
+#if HYBRID_DEFINE
+#include <nlohmann/json.hpp>
+#endif
 
 namespace hybrid::io {
 
@@ -21,7 +29,87 @@ struct peft_save_options {
 
 // adapter_config.json as PEFT (0.1x) writes it for a LoraConfig; fields hybrid has no counterpart for carry
 // PEFT's defaults.
-inline nlohmann::json lora_config_to_json(const layers::lora_config& c, const peft_save_options& o = {}) {
+HYBRID_DECL nlohmann::json lora_config_to_json(const layers::lora_config& c, const peft_save_options& o = {});
+
+// The fields hybrid implements; anything that would change the computation (bias other than "none",
+// rank/alpha patterns, rsLoRA, a target_modules regex, layer selection) is a checkpoint_error.
+HYBRID_DECL layers::lora_config lora_config_from_json(const nlohmann::json& j);
+
+namespace detail::peft {
+
+// adapter_config.json written atomically (2-space indent, trailing newline), and read back (not valid JSON or
+// not a LoRA config: checkpoint_error).
+HYBRID_DECL void write_lora_config(const std::filesystem::path& file, const layers::lora_config& c,
+                                   const peft_save_options& o);
+HYBRID_DECL layers::lora_config read_lora_config(const std::filesystem::path& file);
+
+// The adapter state of m as a module, so the generic checkpoint code saves and loads it.
+template <class M>
+struct lora_state_view {
+  using value_type = typename M::value_type;
+  M& m;
+  const layers::lora_config& c;
+  template <class F>
+  void visit(const std::string& prefix, F&& f) {
+    layers::visit_lora_state(m, c, prefix, f);
+  }
+};
+
+}  // namespace detail::peft
+
+// Writes DIR/adapter_model.safetensors (F32, PEFT's names) and DIR/adapter_config.json, creating DIR. m must
+// carry the adapters apply_lora(m, c) added; the modules_to_save found (by default the SEQ_CLS head) are saved whole.
+template <module M>
+void save_lora_adapter(M& m, const layers::lora_config& c, const std::filesystem::path& dir,
+                       const peft_save_options& o = {}) {
+  if (layers::count_lora(m) == 0) throw std::logic_error("save_lora_adapter: the model carries no LoRA adapter");
+  std::filesystem::create_directories(dir);
+  detail::peft::lora_state_view<M> view{m, c};
+  save_parameters(view, dir / "adapter_model.safetensors", {{"format", "pt"}}, peft_prefix);
+  detail::peft::write_lora_config(dir / "adapter_config.json", c, o);
+}
+
+// Reads DIR/adapter_config.json, adds the adapters it describes to m (apply_lora, freezing the rest) unless m
+// already carries them, and loads every adapter and modules_to_save tensor from DIR/adapter_model.safetensors.
+// A missing, unexpected or mis-shaped tensor is an error (m's values are left unchanged on a tensor error).
+template <module M>
+layers::lora_config load_lora_adapter(M& m, const std::filesystem::path& dir) {
+  layers::lora_config c = detail::peft::read_lora_config(dir / "adapter_config.json");
+  bool merged = false;
+  layers::for_each_lora(m, [&](const std::string&, auto& l) { merged = merged || l.lora()->merged(); });
+  if (merged) throw std::logic_error("load_lora_adapter: unmerge the model's adapters first");
+  if (layers::count_lora(m) == 0) layers::apply_lora(m, c);
+  detail::peft::lora_state_view<M> view{m, c};
+  load_parameters(view, dir / "adapter_model.safetensors",
+                  {.strip_prefix = peft_prefix,
+                   .add_prefix = "",
+                   .rename = {},
+                   .strict = true,
+                   .unexpected = unexpected_tensors::error});
+  return c;
+}
+
+// ---- definitions (see hybrid/core/compiled.hpp) ------------------------------------------------------
+
+#if HYBRID_DEFINE
+
+HYBRID_DECL void detail::peft::write_lora_config(const std::filesystem::path& file, const layers::lora_config& c,
+                                                 const peft_save_options& o) {
+  const std::string text = lora_config_to_json(c, o).dump(2) + "\n";
+  write_file_atomically(file, [&](atomic_file_writer& w) { w.write(text); });
+}
+
+HYBRID_DECL layers::lora_config detail::peft::read_lora_config(const std::filesystem::path& file) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(detail::hf::slurp(file));
+  } catch (const nlohmann::json::exception& e) {
+    throw checkpoint_error(detail::cat("'", file.string(), "' is not valid JSON: ", e.what()));
+  }
+  return lora_config_from_json(j);
+}
+
+HYBRID_DECL nlohmann::json lora_config_to_json(const layers::lora_config& c, const peft_save_options& o) {
   nlohmann::json modules_to_save = nullptr;
   if (!c.modules_to_save.empty() || c.task_type == "SEQ_CLS") {
     modules_to_save = nlohmann::json::array();
@@ -49,9 +137,7 @@ inline nlohmann::json lora_config_to_json(const layers::lora_config& c, const pe
           {"use_rslora", false}};
 }
 
-// The fields hybrid implements; anything that would change the computation (bias other than "none",
-// rank/alpha patterns, rsLoRA, a target_modules regex, layer selection) is a checkpoint_error.
-inline layers::lora_config lora_config_from_json(const nlohmann::json& j) {
+HYBRID_DECL layers::lora_config lora_config_from_json(const nlohmann::json& j) {
   auto bad = [](const std::string& what) -> checkpoint_error {
     return checkpoint_error("adapter_config.json: " + what);
   };
@@ -114,60 +200,6 @@ inline layers::lora_config lora_config_from_json(const nlohmann::json& j) {
   return c;
 }
 
-namespace detail::peft {
-
-// The adapter state of m as a module, so the generic checkpoint code saves and loads it.
-template <class M>
-struct lora_state_view {
-  using value_type = typename M::value_type;
-  M& m;
-  const layers::lora_config& c;
-  template <class F>
-  void visit(const std::string& prefix, F&& f) {
-    layers::visit_lora_state(m, c, prefix, f);
-  }
-};
-
-}  // namespace detail::peft
-
-// Writes DIR/adapter_model.safetensors (F32, PEFT's names) and DIR/adapter_config.json, creating DIR. m must
-// carry the adapters apply_lora(m, c) added; the modules_to_save found (by default the SEQ_CLS head) are saved whole.
-template <module M>
-void save_lora_adapter(M& m, const layers::lora_config& c, const std::filesystem::path& dir,
-                       const peft_save_options& o = {}) {
-  if (layers::count_lora(m) == 0) throw std::logic_error("save_lora_adapter: the model carries no LoRA adapter");
-  std::filesystem::create_directories(dir);
-  detail::peft::lora_state_view<M> view{m, c};
-  save_parameters(view, dir / "adapter_model.safetensors", {{"format", "pt"}}, peft_prefix);
-  const std::string text = lora_config_to_json(c, o).dump(2) + "\n";
-  write_file_atomically(dir / "adapter_config.json", [&](atomic_file_writer& w) { w.write(text); });
-}
-
-// Reads DIR/adapter_config.json, adds the adapters it describes to m (apply_lora, freezing the rest) unless m
-// already carries them, and loads every adapter and modules_to_save tensor from DIR/adapter_model.safetensors.
-// A missing, unexpected or mis-shaped tensor is an error (m's values are left unchanged on a tensor error).
-template <module M>
-layers::lora_config load_lora_adapter(M& m, const std::filesystem::path& dir) {
-  const std::filesystem::path cfg = dir / "adapter_config.json";
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(detail::hf::slurp(cfg));
-  } catch (const nlohmann::json::exception& e) {
-    throw checkpoint_error(detail::cat("'", cfg.string(), "' is not valid JSON: ", e.what()));
-  }
-  layers::lora_config c = lora_config_from_json(j);
-  bool merged = false;
-  layers::for_each_lora(m, [&](const std::string&, auto& l) { merged = merged || l.lora()->merged(); });
-  if (merged) throw std::logic_error("load_lora_adapter: unmerge the model's adapters first");
-  if (layers::count_lora(m) == 0) layers::apply_lora(m, c);
-  detail::peft::lora_state_view<M> view{m, c};
-  load_parameters(view, dir / "adapter_model.safetensors",
-                  {.strip_prefix = peft_prefix,
-                   .add_prefix = "",
-                   .rename = {},
-                   .strict = true,
-                   .unexpected = unexpected_tensors::error});
-  return c;
-}
+#endif  // HYBRID_DEFINE
 
 }  // namespace hybrid::io

@@ -14,8 +14,6 @@
 #error "hybrid/io/png.hpp needs libpng: install libpng-dev (scripts/setup.sh) and link hybrid::io"
 #endif
 
-#include <png.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
@@ -33,7 +31,13 @@
 #include <utility>
 #include <vector>
 
+#include "hybrid/core/compiled.hpp"
 #include "hybrid/core/tensor.hpp"
+
+// Only the bodies call libpng.
+#if HYBRID_DEFINE
+#include <png.h>
+#endif
 
 namespace hybrid::io {
 
@@ -69,9 +73,66 @@ enum class pixel_format { gray = 1, gray_alpha = 2, rgb = 3, rgba = 4 };
 // Images above this many pixels are refused before any allocation (a corrupt header can claim 2^31 x 2^31).
 inline constexpr std::uint64_t png_max_pixels = std::uint64_t{1} << 28;
 
+// Decodes a PNG held in memory; `source` names it in error messages.
+HYBRID_DECL image8 read_png(std::span<const unsigned char> bytes, pixel_format format = pixel_format::rgba,
+                            std::string_view source = "<memory>");
+inline image8 read_png(std::span<const std::byte> bytes, pixel_format format = pixel_format::rgba,
+                       std::string_view source = "<memory>") {
+  return read_png(std::span<const unsigned char>(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size()),
+                  format, source);
+}
+
+// Reads a PNG file whole and decodes it; errors name the path.
+HYBRID_DECL image8 read_png(const std::filesystem::path& file, pixel_format format = pixel_format::rgba);
+
+// Encodes 8-bit pixels (1 to 4 channels as in image8) as a PNG file image in memory.
+HYBRID_DECL std::vector<unsigned char> encode_png(const image8& img);
+
+// How to_chw treats an alpha channel (see the top of this file).
+enum class alpha_mode {
+  white,    // composite onto white, drop alpha: RGBA -> 3 channels, grey + alpha -> 1
+  channel,  // composite onto white and keep alpha as the last channel: RGBA -> 4, grey + alpha -> 2
+};
+
+// The image as floats [C, H, W] in [0, 1] (value / 255).
+HYBRID_DECL tensor<float> to_chw(const image8& img, alpha_mode mode = alpha_mode::white);
+
+enum class resize_filter {
+  box,       // area average: each output pixel is the mean of the input area it covers (exact for 64 -> 32)
+  bilinear,  // half-pixel centres, edges clamped (PyTorch interpolate(mode="bilinear", align_corners=False,
+             // antialias=False)); aliases when shrinking by more than 2x
+};
+
 namespace detail {
 
-inline png_uint_32 png_format_flags(pixel_format f) noexcept {
+// Sparse 1-d resampling weights: output o reads taps[o] = (first input, weights...).
+struct resize_taps {
+  std::vector<index_t> first;
+  std::vector<std::vector<float>> w;
+};
+
+HYBRID_DECL resize_taps make_resize_taps(index_t in, index_t out, resize_filter f);
+
+}  // namespace detail
+
+// Resizes a [C, H, W] (or [H, W]) float image to [C, height, width]; separable, rows then columns.
+HYBRID_DECL tensor<float> resize_image(const tensor<float>& img, index_t height, index_t width,
+                                       resize_filter filter = resize_filter::box);
+
+// Reads a PNG file as floats [C, size, size] in [0, 1] (RGB composited on white, C = 3, or 4 with
+// alpha_mode::channel; grey files come out as RGB too), resized with `filter` unless already that size.
+inline tensor<float> read_png_chw(const std::filesystem::path& file, index_t size,
+                                  alpha_mode mode = alpha_mode::white, resize_filter filter = resize_filter::box) {
+  return resize_image(to_chw(read_png(file, pixel_format::rgba), mode), size, size, filter);
+}
+
+// ---- definitions (see hybrid/core/compiled.hpp) ------------------------------------------------------
+
+#if HYBRID_DEFINE
+
+namespace detail {
+
+HYBRID_DECL png_uint_32 png_format_flags(pixel_format f) noexcept {
   switch (f) {
     case pixel_format::gray: return PNG_FORMAT_GRAY;
     case pixel_format::gray_alpha: return PNG_FORMAT_GA;
@@ -100,7 +161,7 @@ struct png_image_guard {
 // libpng allocates (and clears) a chunk's declared length before reading it, so a 76-byte file declaring a
 // 725 MB tEXt chunk cost 725 MB and seconds (found by fuzz/png_fuzz.cpp). Every chunk up to IEND must fit in
 // the bytes present; a file that merely ends early is left to libpng, which reports it.
-inline void check_png_chunks(std::span<const unsigned char> bytes, const std::string& src) {
+HYBRID_DECL void check_png_chunks(std::span<const unsigned char> bytes, const std::string& src) {
   for (std::size_t pos = 8; bytes.size() - pos >= 12;) {
     const unsigned char* p = bytes.data() + pos;
     const std::uint64_t len = std::uint64_t{p[0]} << 24 | std::uint64_t{p[1]} << 16 | std::uint64_t{p[2]} << 8 | p[3];
@@ -118,9 +179,7 @@ inline void check_png_chunks(std::span<const unsigned char> bytes, const std::st
 
 }  // namespace detail
 
-// Decodes a PNG held in memory; `source` names it in error messages.
-inline image8 read_png(std::span<const unsigned char> bytes, pixel_format format = pixel_format::rgba,
-                       std::string_view source = "<memory>") {
+HYBRID_DECL image8 read_png(std::span<const unsigned char> bytes, pixel_format format, std::string_view source) {
   const std::string src(source);
   static constexpr unsigned char signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
   if (bytes.size() < 8 || !std::equal(signature, signature + 8, bytes.begin()))
@@ -131,7 +190,8 @@ inline image8 read_png(std::span<const unsigned char> bytes, pixel_format format
   if (!png_image_begin_read_from_memory(&g.img, bytes.data(), bytes.size()))
     throw png_decode_error(src, "corrupt PNG header: " + g.message());
   if (g.img.width == 0 || g.img.height == 0)
-    throw png_decode_error(src, "empty image (" + std::to_string(g.img.width) + "x" + std::to_string(g.img.height) + ")");
+    throw png_decode_error(src,
+                           "empty image (" + std::to_string(g.img.width) + "x" + std::to_string(g.img.height) + ")");
   const std::uint64_t pixels = std::uint64_t{g.img.width} * g.img.height;
   if (pixels > png_max_pixels)
     throw png_decode_error(src, "image of " + std::to_string(g.img.width) + "x" + std::to_string(g.img.height) +
@@ -147,14 +207,8 @@ inline image8 read_png(std::span<const unsigned char> bytes, pixel_format format
     throw png_decode_error(src, "corrupt PNG data: " + g.message());
   return out;
 }
-inline image8 read_png(std::span<const std::byte> bytes, pixel_format format = pixel_format::rgba,
-                       std::string_view source = "<memory>") {
-  return read_png(std::span<const unsigned char>(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size()),
-                  format, source);
-}
 
-// Reads a PNG file whole and decodes it; errors name the path.
-inline image8 read_png(const std::filesystem::path& file, pixel_format format = pixel_format::rgba) {
+HYBRID_DECL image8 read_png(const std::filesystem::path& file, pixel_format format) {
   const std::string src = file.string();
   struct closer {
     void operator()(std::FILE* f) const noexcept { std::fclose(f); }
@@ -169,8 +223,7 @@ inline image8 read_png(const std::filesystem::path& file, pixel_format format = 
   return read_png(std::span<const unsigned char>(bytes), format, src);
 }
 
-// Encodes 8-bit pixels (1 to 4 channels as in image8) as a PNG file image in memory.
-inline std::vector<unsigned char> encode_png(const image8& img) {
+HYBRID_DECL std::vector<unsigned char> encode_png(const image8& img) {
   if (img.width <= 0 || img.height <= 0 || img.channels < 1 || img.channels > 4)
     throw std::invalid_argument("encode_png: bad image " + std::to_string(img.width) + "x" +
                                 std::to_string(img.height) + "x" + std::to_string(img.channels));
@@ -193,14 +246,7 @@ inline std::vector<unsigned char> encode_png(const image8& img) {
   return out;
 }
 
-// How to_chw treats an alpha channel (see the top of this file).
-enum class alpha_mode {
-  white,    // composite onto white, drop alpha: RGBA -> 3 channels, grey + alpha -> 1
-  channel,  // composite onto white and keep alpha as the last channel: RGBA -> 4, grey + alpha -> 2
-};
-
-// The image as floats [C, H, W] in [0, 1] (value / 255).
-inline tensor<float> to_chw(const image8& img, alpha_mode mode = alpha_mode::white) {
+HYBRID_DECL tensor<float> to_chw(const image8& img, alpha_mode mode) {
   if (img.channels < 1 || img.channels > 4 ||
       img.pixels.size() != static_cast<std::size_t>(img.width) * static_cast<std::size_t>(img.height) *
                                static_cast<std::size_t>(img.channels))
@@ -220,21 +266,7 @@ inline tensor<float> to_chw(const image8& img, alpha_mode mode = alpha_mode::whi
   return t;
 }
 
-enum class resize_filter {
-  box,       // area average: each output pixel is the mean of the input area it covers (exact for 64 -> 32)
-  bilinear,  // half-pixel centres, edges clamped (PyTorch interpolate(mode="bilinear", align_corners=False,
-             // antialias=False)); aliases when shrinking by more than 2x
-};
-
-namespace detail {
-
-// Sparse 1-d resampling weights: output o reads taps[o] = (first input, weights...).
-struct resize_taps {
-  std::vector<index_t> first;
-  std::vector<std::vector<float>> w;
-};
-
-inline resize_taps make_resize_taps(index_t in, index_t out, resize_filter f) {
+HYBRID_DECL detail::resize_taps detail::make_resize_taps(index_t in, index_t out, resize_filter f) {
   resize_taps t;
   t.first.resize(static_cast<std::size_t>(out));
   t.w.resize(static_cast<std::size_t>(out));
@@ -262,11 +294,7 @@ inline resize_taps make_resize_taps(index_t in, index_t out, resize_filter f) {
   return t;
 }
 
-}  // namespace detail
-
-// Resizes a [C, H, W] (or [H, W]) float image to [C, height, width]; separable, rows then columns.
-inline tensor<float> resize_image(const tensor<float>& img, index_t height, index_t width,
-                            resize_filter filter = resize_filter::box) {
+HYBRID_DECL tensor<float> resize_image(const tensor<float>& img, index_t height, index_t width, resize_filter filter) {
   if (img.rank() != 3 && img.rank() != 2)
     throw shape_error("resize: expected a [C, H, W] or [H, W] image, got " + img.shape().str());
   if (height <= 0 || width <= 0)
@@ -307,11 +335,6 @@ inline tensor<float> resize_image(const tensor<float>& img, index_t height, inde
   return out;
 }
 
-// Reads a PNG file as floats [C, size, size] in [0, 1] (RGB composited on white, C = 3, or 4 with
-// alpha_mode::channel; grey files come out as RGB too), resized with `filter` unless already that size.
-inline tensor<float> read_png_chw(const std::filesystem::path& file, index_t size,
-                                  alpha_mode mode = alpha_mode::white, resize_filter filter = resize_filter::box) {
-  return resize_image(to_chw(read_png(file, pixel_format::rgba), mode), size, size, filter);
-}
+#endif  // HYBRID_DEFINE
 
 }  // namespace hybrid::io

@@ -27,9 +27,15 @@
 #include <variant>
 #include <vector>
 
-#include <nlohmann/json.hpp>
+// The declarations name nlohmann::json only; the bodies, which parse and write it, need all of it.
+#include <nlohmann/json_fwd.hpp>
 
+#include "hybrid/core/compiled.hpp"
 #include "hybrid/io/atomic_file.hpp"
+
+#if HYBRID_DEFINE
+#include <nlohmann/json.hpp>
+#endif
 
 // File layout (https://github.com/huggingface/safetensors, "Format"):
 //   bytes [0, 8)      N, unsigned 64-bit little-endian: the header length
@@ -216,12 +222,7 @@ std::string type_label() {
     return cat(std::is_signed_v<T> ? "int" : "uint", 8 * sizeof(T));
 }
 
-inline std::string shape_string(const std::vector<std::int64_t>& shape) {
-  std::string s = "[";
-  for (std::size_t i = 0; i < shape.size(); ++i) cat_one(s, cat(i ? ", " : "", shape[i]));
-  s += ']';
-  return s;
-}
+HYBRID_DECL std::string shape_string(const std::vector<std::int64_t>& shape);
 
 inline std::string offsets_string(std::uint64_t b, std::uint64_t e) { return cat('[', b, ", ", e, ']'); }
 
@@ -248,12 +249,14 @@ bool convert_value(S v, T& out) {
   }
 }
 
+// A finite double as nlohmann's dump() writes it (shortest round-trip form).
+HYBRID_DECL std::string json_number_string(double v);
+
 template <class S>
 std::string value_string(S v) {
   if constexpr (std::is_floating_point_v<S>) {
     if (std::isnan(v)) return "nan";
-    nlohmann::json j = static_cast<double>(v);
-    return std::isinf(v) ? (v < 0 ? "-inf" : "inf") : j.dump();
+    return std::isinf(v) ? (v < 0 ? "-inf" : "inf") : json_number_string(static_cast<double>(v));
   } else {
     return std::to_string(v);
   }
@@ -272,25 +275,7 @@ std::string value_string(S v) {
 class safetensors_reader {
  public:
   // Reads the whole file into memory and validates it. I/O failures throw std::system_error.
-  static safetensors_reader open(const std::filesystem::path& path) {
-    auto io_fail = [&](const char* what, int fallback) {
-      const int err = errno ? errno : fallback;
-      throw std::system_error(err, std::generic_category(),
-                              detail::cat("safetensors: cannot ", what, " '", path, '\''));
-    };
-    errno = 0;
-    std::error_code ec;
-    if (std::filesystem::is_directory(path, ec)) io_fail("read", EISDIR);
-    std::ifstream in(path, std::ios::binary);
-    if (!in) io_fail("open", EIO);
-    in.seekg(0, std::ios::end);
-    const std::streamoff size = in.tellg();
-    if (size < 0) io_fail("size", EIO);
-    in.seekg(0, std::ios::beg);
-    std::vector<std::byte> bytes(static_cast<std::size_t>(size));
-    if (size > 0 && !in.read(reinterpret_cast<char*>(bytes.data()), size)) io_fail("read", EIO);
-    return safetensors_reader(std::move(bytes), path.string());
-  }
+  static safetensors_reader open(const std::filesystem::path& path);
 
   // Parses an in-memory file image (copied). `source` names it in error messages.
   static safetensors_reader from_bytes(std::span<const std::byte> bytes, std::string source = "<memory>") {
@@ -369,177 +354,18 @@ class safetensors_reader {
     return detail::cat("file bytes [", base + b, ", ", base + e, ')');
   }
 
-  void parse() {
-    using detail::st::max_header_size;
-    const std::uint64_t file_size = bytes_.size();
-    if (file_size < 8) fail("file is ", file_size, " bytes, shorter than the 8-byte header length prefix");
-    const std::uint64_t n = detail::st::load_le<std::uint64_t>(bytes_.data());
-    if (n > max_header_size) fail("header length ", n, " (bytes [0, 8)) is above the ", max_header_size, "-byte limit");
-    if (n > file_size - 8)
-      fail("header length ", n, " (bytes [0, 8)) runs past the end of the file: only ", file_size - 8,
-           " bytes follow the length prefix");
-    header_size_ = n;
-    if (n == 0 || bytes_[8] != std::byte{'{'}) fail("header (file bytes [8, ", 8 + n, ")) must begin with '{'");
-
-    const char* text = reinterpret_cast<const char*>(bytes_.data() + 8);
-    // nlohmann's lexer takes a NUL byte for the end of input and would accept "{}\0junk"; raw NUL is
-    // never valid JSON, so reject it here.
-    if (const void* nul = std::memchr(text, 0, static_cast<std::size_t>(n)))
-      fail("header (file bytes [8, ", 8 + n, ")) is not valid JSON: NUL byte at file offset ",
-           8 + static_cast<std::uint64_t>(static_cast<const char*>(nul) - text));
-    json root = parse_json(text, text + n);
-    if (!root.is_object()) fail("header is a JSON ", root.type_name(), ", not an object");
-
-    const std::uint64_t buffer_size = file_size - 8 - n;
-    for (auto& [key, value] : root.items()) {
-      if (key == "__metadata__") {
-        parse_metadata(value);
-        continue;
-      }
-      tensors_.push_back(parse_entry(key, value, buffer_size));
-    }
-    check_layout(buffer_size);
-    for (std::size_t i = 0; i < tensors_.size(); ++i) index_.emplace(tensors_[i].name, i);
-  }
+  void parse();
 
   // Parses with nlohmann (strict, UTF-8 checked), rejecting duplicate keys at any level, which
   // nlohmann would otherwise silently resolve, and nesting deeper than a header can have.
-  json parse_json(const char* first, const char* last) const {
-    struct frame {
-      std::unordered_set<std::string> keys;
-      std::string owner;  // key that introduced this object ("" for the root)
-    };
-    std::vector<frame> stack;
-    std::string last_key;
-    auto callback = [&](int depth, json::parse_event_t event, json& parsed) -> bool {
-      switch (event) {
-        case json::parse_event_t::object_start:
-        case json::parse_event_t::array_start:
-          // root object (0) > tensor entry or __metadata__ (1) > shape/data_offsets array (2)
-          if (depth > 2)
-            fail("header nests JSON containers deeper than a safetensors header can (under key '", last_key, "')");
-          if (event == json::parse_event_t::object_start) stack.push_back({{}, depth == 0 ? std::string() : last_key});
-          break;
-        case json::parse_event_t::object_end:
-          stack.pop_back();
-          break;
-        case json::parse_event_t::key: {
-          std::string key = parsed.get<std::string>();
-          if (!stack.back().keys.insert(key).second) {
-            if (stack.size() == 1 && key == "__metadata__") fail("'__metadata__' appears more than once in the header");
-            if (stack.size() == 1) fail_tensor(key, "name appears more than once in the header");
-            if (stack.back().owner == "__metadata__") fail("__metadata__: key '", key, "' appears more than once");
-            fail_tensor(stack.back().owner, "field '", key, "' appears more than once");
-          }
-          last_key = std::move(key);
-          break;
-        }
-        default:
-          break;
-      }
-      return true;
-    };
-    try {
-      return json::parse(first, last, callback, /*allow_exceptions=*/true, /*ignore_comments=*/false);
-    } catch (const json::exception& e) {
-      fail("header (file bytes [8, ", 8 + header_size_, ")) is not valid JSON: ", e.what());
-    }
-  }
+  json parse_json(const char* first, const char* last) const;
 
-  void parse_metadata(const json& value) {
-    if (!value.is_object()) fail("__metadata__ is a JSON ", value.type_name(), ", not an object");
-    for (auto& [k, v] : value.items()) {
-      if (!v.is_string()) fail("__metadata__: value of key '", k, "' is a JSON ", v.type_name(), ", not a string");
-      metadata_.emplace(k, v.get<std::string>());
-    }
-  }
+  void parse_metadata(const json& value);
 
-  tensor_info parse_entry(const std::string& name, const json& e, std::uint64_t buffer_size) const {
-    if (!e.is_object()) fail_tensor(name, "entry is a JSON ", e.type_name(), ", not an object");
-    auto field = [&](const char* key) -> const json& {
-      auto it = e.find(key);
-      if (it == e.end()) fail_tensor(name, "missing field '", key, '\'');
-      return *it;
-    };
-    tensor_info t;
-    t.name = name;
-
-    const json& jd = field("dtype");
-    if (!jd.is_string()) fail_tensor(name, "dtype is a JSON ", jd.type_name(), ", not a string");
-    const std::string& dname = jd.get_ref<const std::string&>();
-    std::optional<dtype> dt = parse_dtype(dname);
-    if (!dt) fail_tensor(name, "unknown dtype '", dname, '\'');
-    t.type = *dt;
-
-    const json& js = field("shape");
-    if (!js.is_array()) fail_tensor(name, "shape is a JSON ", js.type_name(), ", not an array");
-    std::uint64_t numel = 1;
-    bool zero = false, overflow = false;
-    for (std::size_t i = 0; i < js.size(); ++i) {
-      const json& d = js[i];
-      if (!d.is_number_unsigned()) fail_tensor(name, "shape[", i, "] = ", d.dump(), " is not a non-negative integer");
-      const std::uint64_t v = d.get<std::uint64_t>();
-      if (v > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
-        fail_tensor(name, "shape[", i, "] = ", d.dump(), " does not fit in int64");
-      t.shape.push_back(static_cast<std::int64_t>(v));
-      if (v == 0)
-        zero = true;
-      else if (numel > std::numeric_limits<std::uint64_t>::max() / v)
-        overflow = true;
-      else
-        numel *= v;
-    }
-    // A zero dimension makes the product 0 whatever would have overflowed.
-    if (zero)
-      numel = 0;
-    else if (overflow)
-      fail_tensor(name, "shape ", js.dump(), " has more than 2^64 - 1 elements");
-    const std::uint64_t esize = dtype_size(t.type);
-    if (numel > std::numeric_limits<std::uint64_t>::max() / esize)
-      fail_tensor(name, "shape ", js.dump(), " with dtype ", dname, " has more than 2^64 - 1 bytes");
-    const std::uint64_t nbytes = numel * esize;
-
-    const json& jo = field("data_offsets");
-    if (!jo.is_array() || jo.size() != 2 || !jo[0].is_number_unsigned() || !jo[1].is_number_unsigned())
-      fail_tensor(name, "data_offsets = ", jo.dump(), " is not an array of two non-negative integers");
-    t.begin = jo[0].get<std::uint64_t>();
-    t.end = jo[1].get<std::uint64_t>();
-    const std::string offs = detail::st::offsets_string(t.begin, t.end);
-    if (t.begin > t.end) fail_tensor(name, "data_offsets ", offs, " has begin > end");
-    if (t.end > buffer_size)
-      fail_tensor(name, "data_offsets ", offs, " ends beyond the data buffer, which is ", buffer_size,
-                  " bytes (file bytes [", 8 + header_size_, ", ", bytes_.size(), "))");
-    if (t.end - t.begin != nbytes)
-      fail_tensor(name, "data_offsets ", offs, " spans ", t.end - t.begin, " bytes but dtype ", dname, " with shape ",
-                  detail::st::shape_string(t.shape), " needs ", numel, " x ", esize, " = ", nbytes, " bytes");
-    return t;
-  }
+  tensor_info parse_entry(const std::string& name, const json& e, std::uint64_t buffer_size) const;
 
   // The tensors must tile the data buffer exactly, as the reference requires.
-  void check_layout(std::uint64_t buffer_size) {
-    std::sort(tensors_.begin(), tensors_.end(), [](const tensor_info& a, const tensor_info& b) {
-      return std::tie(a.begin, a.end, a.name) < std::tie(b.begin, b.end, b.name);
-    });
-    using detail::st::offsets_string;
-    std::uint64_t expected = 0;
-    const tensor_info* prev = nullptr;
-    for (const tensor_info& t : tensors_) {
-      if (t.begin < expected)
-        fail_tensor(t.name, "data_offsets ", offsets_string(t.begin, t.end), " overlap tensor '", prev->name,
-                    "' (data_offsets ", offsets_string(prev->begin, prev->end), ')');
-      if (t.begin > expected)
-        fail_tensor(t.name, "buffer bytes [", expected, ", ", t.begin, ") (", file_range(expected, t.begin),
-                    ") before its data_offsets ", offsets_string(t.begin, t.end), " belong to no tensor",
-                    prev ? detail::cat(" (previous tensor: '", prev->name, "')") : std::string());
-      expected = t.end;
-      prev = &t;
-    }
-    if (expected != buffer_size)
-      fail("buffer bytes [", expected, ", ", buffer_size, ") (", file_range(expected, buffer_size),
-           ") belong to no tensor",
-           prev ? detail::cat(" (they follow the last tensor, '", prev->name, "')")
-                : std::string(" (the file has no tensors)"));
-  }
+  void check_layout(std::uint64_t buffer_size);
 
   template <class T, class Decode>
   void convert_with(const tensor_info& t, std::span<T> out, std::size_t esize, Decode decode) const {
@@ -708,8 +534,273 @@ template <class... A>
   throw std::invalid_argument(cat("save_safetensors: ", parts...));
 }
 
-inline prepared_file prepare(std::span<const tensor_to_write> tensors,
-                             const std::map<std::string, std::string>& metadata) {
+HYBRID_DECL prepared_file prepare(std::span<const tensor_to_write> tensors,
+                                  const std::map<std::string, std::string>& metadata);
+
+template <class Sink, class T>
+void write_le(Sink& sink, std::span<const T> data) {
+  if constexpr (std::endian::native == std::endian::little) {
+    sink.write(data.data(), data.size_bytes());
+  } else {
+    using U = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+    std::byte chunk[4096];
+    const std::size_t per = sizeof(chunk) / sizeof(T);
+    for (std::size_t i = 0; i < data.size(); i += per) {
+      const std::size_t n = std::min(per, data.size() - i);
+      for (std::size_t j = 0; j < n; ++j) store_le(std::bit_cast<U>(data[i + j]), chunk + j * sizeof(T));
+      sink.write(chunk, n * sizeof(T));
+    }
+  }
+}
+
+template <class Sink>
+void emit(Sink& sink, const prepared_file& f) {
+  std::byte len[8];
+  store_le<std::uint64_t>(f.header.size(), len);
+  sink.write(len, 8);
+  sink.write(f.header.data(), f.header.size());
+  for (const prepared_tensor& p : f.order) {
+    std::visit(
+        [&](const auto& span) {
+          using S = std::decay_t<decltype(span)>;
+          if constexpr (std::is_same_v<S, raw_tensor_data>)
+            sink.write(span.bytes.data(), span.bytes.size());
+          else
+            write_le(sink, span);
+        },
+        p.src->data);
+  }
+}
+
+struct vector_sink {
+  std::vector<std::byte>& out;
+  void write(const void* p, std::size_t n) {
+    const auto* b = static_cast<const std::byte*>(p);
+    out.insert(out.end(), b, b + n);
+  }
+};
+
+}  // namespace detail::st
+
+// The complete file image save_safetensors would write. Invalid input (duplicate or reserved names,
+// negative dimensions, size mismatches, invalid UTF-8) throws std::invalid_argument naming the tensor.
+HYBRID_DECL std::vector<std::byte> serialize_safetensors(std::span<const tensor_to_write> tensors,
+                                                         const std::map<std::string, std::string>& metadata = {});
+
+// Writes `tensors` to `path` atomically (see atomic_file.hpp), in the reference layout.
+HYBRID_DECL void save_safetensors(const std::filesystem::path& path, std::span<const tensor_to_write> tensors,
+                                  const std::map<std::string, std::string>& metadata = {});
+
+inline void save_safetensors(const std::filesystem::path& path, std::initializer_list<tensor_to_write> tensors,
+                             const std::map<std::string, std::string>& metadata = {}) {
+  save_safetensors(path, std::span<const tensor_to_write>(tensors.begin(), tensors.size()), metadata);
+}
+
+// ---- definitions (see hybrid/core/compiled.hpp) ------------------------------------------------------
+
+#if HYBRID_DEFINE
+
+HYBRID_DECL std::string detail::st::json_number_string(double v) { return nlohmann::json(v).dump(); }
+
+HYBRID_DECL std::string detail::st::shape_string(const std::vector<std::int64_t>& shape) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) cat_one(s, cat(i ? ", " : "", shape[i]));
+  s += ']';
+  return s;
+}
+
+HYBRID_DECL safetensors_reader safetensors_reader::open(const std::filesystem::path& path) {
+  auto io_fail = [&](const char* what, int fallback) {
+    const int err = errno ? errno : fallback;
+    throw std::system_error(err, std::generic_category(),
+                            detail::cat("safetensors: cannot ", what, " '", path, '\''));
+  };
+  errno = 0;
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) io_fail("read", EISDIR);
+  std::ifstream in(path, std::ios::binary);
+  if (!in) io_fail("open", EIO);
+  in.seekg(0, std::ios::end);
+  const std::streamoff size = in.tellg();
+  if (size < 0) io_fail("size", EIO);
+  in.seekg(0, std::ios::beg);
+  std::vector<std::byte> bytes(static_cast<std::size_t>(size));
+  if (size > 0 && !in.read(reinterpret_cast<char*>(bytes.data()), size)) io_fail("read", EIO);
+  return safetensors_reader(std::move(bytes), path.string());
+}
+
+HYBRID_DECL void safetensors_reader::parse() {
+  using detail::st::max_header_size;
+  const std::uint64_t file_size = bytes_.size();
+  if (file_size < 8) fail("file is ", file_size, " bytes, shorter than the 8-byte header length prefix");
+  const std::uint64_t n = detail::st::load_le<std::uint64_t>(bytes_.data());
+  if (n > max_header_size) fail("header length ", n, " (bytes [0, 8)) is above the ", max_header_size, "-byte limit");
+  if (n > file_size - 8)
+    fail("header length ", n, " (bytes [0, 8)) runs past the end of the file: only ", file_size - 8,
+         " bytes follow the length prefix");
+  header_size_ = n;
+  if (n == 0 || bytes_[8] != std::byte{'{'}) fail("header (file bytes [8, ", 8 + n, ")) must begin with '{'");
+
+  const char* text = reinterpret_cast<const char*>(bytes_.data() + 8);
+  // nlohmann's lexer takes a NUL byte for the end of input and would accept "{}\0junk"; raw NUL is
+  // never valid JSON, so reject it here.
+  if (const void* nul = std::memchr(text, 0, static_cast<std::size_t>(n)))
+    fail("header (file bytes [8, ", 8 + n, ")) is not valid JSON: NUL byte at file offset ",
+         8 + static_cast<std::uint64_t>(static_cast<const char*>(nul) - text));
+  json root = parse_json(text, text + n);
+  if (!root.is_object()) fail("header is a JSON ", root.type_name(), ", not an object");
+
+  const std::uint64_t buffer_size = file_size - 8 - n;
+  for (auto& [key, value] : root.items()) {
+    if (key == "__metadata__") {
+      parse_metadata(value);
+      continue;
+    }
+    tensors_.push_back(parse_entry(key, value, buffer_size));
+  }
+  check_layout(buffer_size);
+  for (std::size_t i = 0; i < tensors_.size(); ++i) index_.emplace(tensors_[i].name, i);
+}
+
+HYBRID_DECL safetensors_reader::json safetensors_reader::parse_json(const char* first, const char* last) const {
+  struct frame {
+    std::unordered_set<std::string> keys;
+    std::string owner;  // key that introduced this object ("" for the root)
+  };
+  std::vector<frame> stack;
+  std::string last_key;
+  auto callback = [&](int depth, json::parse_event_t event, json& parsed) -> bool {
+    switch (event) {
+      case json::parse_event_t::object_start:
+      case json::parse_event_t::array_start:
+        // root object (0) > tensor entry or __metadata__ (1) > shape/data_offsets array (2)
+        if (depth > 2)
+          fail("header nests JSON containers deeper than a safetensors header can (under key '", last_key, "')");
+        if (event == json::parse_event_t::object_start) stack.push_back({{}, depth == 0 ? std::string() : last_key});
+        break;
+      case json::parse_event_t::object_end:
+        stack.pop_back();
+        break;
+      case json::parse_event_t::key: {
+        std::string key = parsed.get<std::string>();
+        if (!stack.back().keys.insert(key).second) {
+          if (stack.size() == 1 && key == "__metadata__") fail("'__metadata__' appears more than once in the header");
+          if (stack.size() == 1) fail_tensor(key, "name appears more than once in the header");
+          if (stack.back().owner == "__metadata__") fail("__metadata__: key '", key, "' appears more than once");
+          fail_tensor(stack.back().owner, "field '", key, "' appears more than once");
+        }
+        last_key = std::move(key);
+        break;
+      }
+      default:
+        break;
+    }
+    return true;
+  };
+  try {
+    return json::parse(first, last, callback, /*allow_exceptions=*/true, /*ignore_comments=*/false);
+  } catch (const json::exception& e) {
+    fail("header (file bytes [8, ", 8 + header_size_, ")) is not valid JSON: ", e.what());
+  }
+}
+
+HYBRID_DECL void safetensors_reader::parse_metadata(const json& value) {
+  if (!value.is_object()) fail("__metadata__ is a JSON ", value.type_name(), ", not an object");
+  for (auto& [k, v] : value.items()) {
+    if (!v.is_string()) fail("__metadata__: value of key '", k, "' is a JSON ", v.type_name(), ", not a string");
+    metadata_.emplace(k, v.get<std::string>());
+  }
+}
+
+HYBRID_DECL tensor_info safetensors_reader::parse_entry(const std::string& name, const json& e,
+                                                        std::uint64_t buffer_size) const {
+  if (!e.is_object()) fail_tensor(name, "entry is a JSON ", e.type_name(), ", not an object");
+  auto field = [&](const char* key) -> const json& {
+    auto it = e.find(key);
+    if (it == e.end()) fail_tensor(name, "missing field '", key, '\'');
+    return *it;
+  };
+  tensor_info t;
+  t.name = name;
+
+  const json& jd = field("dtype");
+  if (!jd.is_string()) fail_tensor(name, "dtype is a JSON ", jd.type_name(), ", not a string");
+  const std::string& dname = jd.get_ref<const std::string&>();
+  std::optional<dtype> dt = parse_dtype(dname);
+  if (!dt) fail_tensor(name, "unknown dtype '", dname, '\'');
+  t.type = *dt;
+
+  const json& js = field("shape");
+  if (!js.is_array()) fail_tensor(name, "shape is a JSON ", js.type_name(), ", not an array");
+  std::uint64_t numel = 1;
+  bool zero = false, overflow = false;
+  for (std::size_t i = 0; i < js.size(); ++i) {
+    const json& d = js[i];
+    if (!d.is_number_unsigned()) fail_tensor(name, "shape[", i, "] = ", d.dump(), " is not a non-negative integer");
+    const std::uint64_t v = d.get<std::uint64_t>();
+    if (v > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+      fail_tensor(name, "shape[", i, "] = ", d.dump(), " does not fit in int64");
+    t.shape.push_back(static_cast<std::int64_t>(v));
+    if (v == 0)
+      zero = true;
+    else if (numel > std::numeric_limits<std::uint64_t>::max() / v)
+      overflow = true;
+    else
+      numel *= v;
+  }
+  // A zero dimension makes the product 0 whatever would have overflowed.
+  if (zero)
+    numel = 0;
+  else if (overflow)
+    fail_tensor(name, "shape ", js.dump(), " has more than 2^64 - 1 elements");
+  const std::uint64_t esize = dtype_size(t.type);
+  if (numel > std::numeric_limits<std::uint64_t>::max() / esize)
+    fail_tensor(name, "shape ", js.dump(), " with dtype ", dname, " has more than 2^64 - 1 bytes");
+  const std::uint64_t nbytes = numel * esize;
+
+  const json& jo = field("data_offsets");
+  if (!jo.is_array() || jo.size() != 2 || !jo[0].is_number_unsigned() || !jo[1].is_number_unsigned())
+    fail_tensor(name, "data_offsets = ", jo.dump(), " is not an array of two non-negative integers");
+  t.begin = jo[0].get<std::uint64_t>();
+  t.end = jo[1].get<std::uint64_t>();
+  const std::string offs = detail::st::offsets_string(t.begin, t.end);
+  if (t.begin > t.end) fail_tensor(name, "data_offsets ", offs, " has begin > end");
+  if (t.end > buffer_size)
+    fail_tensor(name, "data_offsets ", offs, " ends beyond the data buffer, which is ", buffer_size,
+                " bytes (file bytes [", 8 + header_size_, ", ", bytes_.size(), "))");
+  if (t.end - t.begin != nbytes)
+    fail_tensor(name, "data_offsets ", offs, " spans ", t.end - t.begin, " bytes but dtype ", dname, " with shape ",
+                detail::st::shape_string(t.shape), " needs ", numel, " x ", esize, " = ", nbytes, " bytes");
+  return t;
+}
+
+HYBRID_DECL void safetensors_reader::check_layout(std::uint64_t buffer_size) {
+  std::sort(tensors_.begin(), tensors_.end(), [](const tensor_info& a, const tensor_info& b) {
+    return std::tie(a.begin, a.end, a.name) < std::tie(b.begin, b.end, b.name);
+  });
+  using detail::st::offsets_string;
+  std::uint64_t expected = 0;
+  const tensor_info* prev = nullptr;
+  for (const tensor_info& t : tensors_) {
+    if (t.begin < expected)
+      fail_tensor(t.name, "data_offsets ", offsets_string(t.begin, t.end), " overlap tensor '", prev->name,
+                  "' (data_offsets ", offsets_string(prev->begin, prev->end), ')');
+    if (t.begin > expected)
+      fail_tensor(t.name, "buffer bytes [", expected, ", ", t.begin, ") (", file_range(expected, t.begin),
+                  ") before its data_offsets ", offsets_string(t.begin, t.end), " belong to no tensor",
+                  prev ? detail::cat(" (previous tensor: '", prev->name, "')") : std::string());
+    expected = t.end;
+    prev = &t;
+  }
+  if (expected != buffer_size)
+    fail("buffer bytes [", expected, ", ", buffer_size, ") (", file_range(expected, buffer_size),
+         ") belong to no tensor",
+         prev ? detail::cat(" (they follow the last tensor, '", prev->name, "')")
+              : std::string(" (the file has no tensors)"));
+}
+
+HYBRID_DECL detail::st::prepared_file detail::st::prepare(std::span<const tensor_to_write> tensors,
+                                                          const std::map<std::string, std::string>& metadata) {
   prepared_file out;
   std::unordered_set<std::string_view> names;
   for (const tensor_to_write& t : tensors) {
@@ -785,55 +876,8 @@ inline prepared_file prepare(std::span<const tensor_to_write> tensors,
   return out;
 }
 
-template <class Sink, class T>
-void write_le(Sink& sink, std::span<const T> data) {
-  if constexpr (std::endian::native == std::endian::little) {
-    sink.write(data.data(), data.size_bytes());
-  } else {
-    using U = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
-    std::byte chunk[4096];
-    const std::size_t per = sizeof(chunk) / sizeof(T);
-    for (std::size_t i = 0; i < data.size(); i += per) {
-      const std::size_t n = std::min(per, data.size() - i);
-      for (std::size_t j = 0; j < n; ++j) store_le(std::bit_cast<U>(data[i + j]), chunk + j * sizeof(T));
-      sink.write(chunk, n * sizeof(T));
-    }
-  }
-}
-
-template <class Sink>
-void emit(Sink& sink, const prepared_file& f) {
-  std::byte len[8];
-  store_le<std::uint64_t>(f.header.size(), len);
-  sink.write(len, 8);
-  sink.write(f.header.data(), f.header.size());
-  for (const prepared_tensor& p : f.order) {
-    std::visit(
-        [&](const auto& span) {
-          using S = std::decay_t<decltype(span)>;
-          if constexpr (std::is_same_v<S, raw_tensor_data>)
-            sink.write(span.bytes.data(), span.bytes.size());
-          else
-            write_le(sink, span);
-        },
-        p.src->data);
-  }
-}
-
-struct vector_sink {
-  std::vector<std::byte>& out;
-  void write(const void* p, std::size_t n) {
-    const auto* b = static_cast<const std::byte*>(p);
-    out.insert(out.end(), b, b + n);
-  }
-};
-
-}  // namespace detail::st
-
-// The complete file image save_safetensors would write. Invalid input (duplicate or reserved names,
-// negative dimensions, size mismatches, invalid UTF-8) throws std::invalid_argument naming the tensor.
-inline std::vector<std::byte> serialize_safetensors(std::span<const tensor_to_write> tensors,
-                                                    const std::map<std::string, std::string>& metadata = {}) {
+HYBRID_DECL std::vector<std::byte> serialize_safetensors(std::span<const tensor_to_write> tensors,
+                                                         const std::map<std::string, std::string>& metadata) {
   const detail::st::prepared_file f = detail::st::prepare(tensors, metadata);
   std::vector<std::byte> out;
   detail::st::vector_sink sink{out};
@@ -841,16 +885,12 @@ inline std::vector<std::byte> serialize_safetensors(std::span<const tensor_to_wr
   return out;
 }
 
-// Writes `tensors` to `path` atomically (see atomic_file.hpp), in the reference layout.
-inline void save_safetensors(const std::filesystem::path& path, std::span<const tensor_to_write> tensors,
-                             const std::map<std::string, std::string>& metadata = {}) {
+HYBRID_DECL void save_safetensors(const std::filesystem::path& path, std::span<const tensor_to_write> tensors,
+                                  const std::map<std::string, std::string>& metadata) {
   const detail::st::prepared_file f = detail::st::prepare(tensors, metadata);
   write_file_atomically(path, [&](atomic_file_writer& w) { detail::st::emit(w, f); });
 }
 
-inline void save_safetensors(const std::filesystem::path& path, std::initializer_list<tensor_to_write> tensors,
-                             const std::map<std::string, std::string>& metadata = {}) {
-  save_safetensors(path, std::span<const tensor_to_write>(tensors.begin(), tensors.size()), metadata);
-}
+#endif  // HYBRID_DEFINE
 
 }  // namespace hybrid::io

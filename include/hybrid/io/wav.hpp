@@ -19,6 +19,7 @@
 #include <system_error>
 #include <vector>
 
+#include "hybrid/core/compiled.hpp"
 #include "hybrid/io/file_error.hpp"
 
 // Layout (little-endian throughout):
@@ -48,15 +49,36 @@ struct wav_audio {
   double seconds() const { return sample_rate ? static_cast<double>(samples.size()) / sample_rate : 0.0; }
 };
 
+// Parses a WAV file held in memory; `source` names it in error messages. Nothing outside `bytes` is read.
+HYBRID_DECL wav_audio read_wav(std::span<const unsigned char> bytes, std::string_view source = "<memory>");
+inline wav_audio read_wav(std::span<const std::byte> bytes, std::string_view source = "<memory>") {
+  return read_wav(std::span<const unsigned char>(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size()),
+                  source);
+}
+
+// Reads a WAV file whole (speech clips are small) and parses it; errors name the path.
+HYBRID_DECL wav_audio read_wav(const std::filesystem::path& file);
+
+// Band-limited resampling by windowed-sinc interpolation (torchaudio's sinc_interp_hann: a Hann-windowed
+// sinc, `zero_crossings` lobes each side, cutoff `rolloff` x the lower Nyquist rate so downsampling does not
+// alias). Output sample n sits at input time n * from / to, found in exact integer arithmetic; the signal is
+// taken as zero outside [0, size). The output has ceil(size * to / from) samples, as torchaudio's.
+HYBRID_DECL std::vector<float> resample(std::span<const float> x, int from_rate, int to_rate, int zero_crossings = 6,
+                                        double rolloff = 0.99);
+
+// ---- definitions (see hybrid/core/compiled.hpp) ------------------------------------------------------
+
+#if HYBRID_DEFINE
+
 namespace detail {
 
-inline std::uint32_t wav_le(const unsigned char* p, int n) noexcept {
+HYBRID_DECL std::uint32_t wav_le(const unsigned char* p, int n) noexcept {
   std::uint32_t v = 0;
   for (int i = n - 1; i >= 0; --i) v = v << 8 | p[i];
   return v;
 }
 
-inline std::string wav_fourcc(const unsigned char* p) {
+HYBRID_DECL std::string wav_fourcc(const unsigned char* p) {
   std::string s;
   for (int i = 0; i < 4; ++i) {
     const unsigned char c = p[i];
@@ -73,7 +95,7 @@ inline std::string wav_fourcc(const unsigned char* p) {
 
 // One sample of `bits` bits at p. 8-bit PCM is unsigned (offset 128), wider PCM is signed two's
 // complement; integers are scaled by 2^(bits-1) into [-1, 1) as libsndfile and torchaudio do.
-inline double wav_sample(const unsigned char* p, int bits, bool is_float) noexcept {
+HYBRID_DECL double wav_sample(const unsigned char* p, int bits, bool is_float) noexcept {
   if (is_float) {
     if (bits == 32) {
       float f;
@@ -99,7 +121,7 @@ struct wav_format {
   bool is_float = false;
 };
 
-inline wav_format parse_wav_fmt(const unsigned char* body, std::uint32_t size, std::uint64_t at,
+HYBRID_DECL wav_format parse_wav_fmt(const unsigned char* body, std::uint32_t size, std::uint64_t at,
                                 const std::string& src) {
   if (size < 16)
     throw wav_error(src, at, "'fmt ' chunk has " + std::to_string(size) + " bytes, at least 16 are needed");
@@ -152,8 +174,7 @@ inline wav_format parse_wav_fmt(const unsigned char* body, std::uint32_t size, s
 
 }  // namespace detail
 
-// Parses a WAV file held in memory; `source` names it in error messages. Nothing outside `bytes` is read.
-inline wav_audio read_wav(std::span<const unsigned char> bytes, std::string_view source = "<memory>") {
+HYBRID_DECL wav_audio read_wav(std::span<const unsigned char> bytes, std::string_view source) {
   const std::string src(source);
   const unsigned char* b = bytes.data();
   const std::uint64_t size = bytes.size();
@@ -229,13 +250,8 @@ inline wav_audio read_wav(std::span<const unsigned char> bytes, std::string_view
   }
   return out;
 }
-inline wav_audio read_wav(std::span<const std::byte> bytes, std::string_view source = "<memory>") {
-  return read_wav(std::span<const unsigned char>(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size()),
-                  source);
-}
 
-// Reads a WAV file whole (speech clips are small) and parses it; errors name the path.
-inline wav_audio read_wav(const std::filesystem::path& file) {
+HYBRID_DECL wav_audio read_wav(const std::filesystem::path& file) {
   const std::string src = file.string();
   struct closer {
     void operator()(std::FILE* f) const noexcept { std::fclose(f); }
@@ -250,12 +266,8 @@ inline wav_audio read_wav(const std::filesystem::path& file) {
   return read_wav(std::span<const unsigned char>(bytes), src);
 }
 
-// Band-limited resampling by windowed-sinc interpolation (torchaudio's sinc_interp_hann: a Hann-windowed
-// sinc, `zero_crossings` lobes each side, cutoff `rolloff` x the lower Nyquist rate so downsampling does not
-// alias). Output sample n sits at input time n * from / to, found in exact integer arithmetic; the signal is
-// taken as zero outside [0, size). The output has ceil(size * to / from) samples, as torchaudio's.
-inline std::vector<float> resample(std::span<const float> x, int from_rate, int to_rate, int zero_crossings = 6,
-                                   double rolloff = 0.99) {
+HYBRID_DECL std::vector<float> resample(std::span<const float> x, int from_rate, int to_rate, int zero_crossings,
+                                        double rolloff) {
   if (from_rate <= 0 || to_rate <= 0)
     throw std::invalid_argument("resample: rates must be positive, got " + std::to_string(from_rate) + " -> " +
                                 std::to_string(to_rate));
@@ -287,5 +299,7 @@ inline std::vector<float> resample(std::span<const float> x, int from_rate, int 
   }
   return y;
 }
+
+#endif  // HYBRID_DEFINE
 
 }  // namespace hybrid::io
