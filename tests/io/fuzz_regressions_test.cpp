@@ -15,6 +15,7 @@
 #include <hybrid/pipeline/text_classifier.hpp>
 #include <iterator>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <span>
 #include <string>
 #include <vector>

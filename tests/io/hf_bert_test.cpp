@@ -10,6 +10,7 @@
 #include <fstream>
 #include <functional>
 #include <hybrid/io/hf_bert.hpp>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>

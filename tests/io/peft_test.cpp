@@ -8,6 +8,7 @@
 #include <hybrid/autodiff/gradient_check.hpp>
 #include <hybrid/io/peft.hpp>
 #include <hybrid/pipeline/text_classifier.hpp>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <set>
 #include <string>

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <hybrid/autodiff/gradient_check.hpp>
 #include <hybrid/pipeline/text_classifier.hpp>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>

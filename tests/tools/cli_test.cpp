@@ -15,6 +15,7 @@ TEST_CASE("hybrid CLI: not built (HYBRID_BUILD_TOOLS=OFF)") { MESSAGE("the hybri
 #include <fstream>
 #include <hybrid/autodiff/gradient_check.hpp>
 #include <hybrid/pipeline/text_classifier.hpp>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
 #include <string>
