@@ -461,9 +461,14 @@ TEST_CASE("writer rejects invalid input, naming the tensor") {
   };
   rejects({{"w", {2}, two}, {"w", {2}, two}}, "'w' appears more than once");
   rejects({{"__metadata__", {2}, two}}, "'__metadata__' is reserved");
-  rejects({{"neg", {-1, -2}, two}}, "tensor 'neg'");
+  rejects({{"neg", {-1, -2}, two}}, "tensor 'neg': shape [-1, -2] has a negative dimension");
   rejects({{"count", {3}, two}}, "tensor 'count': shape [3] has 3 elements but 2 values");
-  rejects({{"huge", {1LL << 62, 1LL << 62}, two}}, "tensor 'huge'");
+  rejects({{"huge", {1LL << 62, 1LL << 62}, two}}, "tensor 'huge': shape [4611686018427387904, 4611686018427387904] "
+                                                    "has more than 2^64 - 1 elements");
+  // As in the reader, a zero dimension makes the count 0 whatever the others multiply to.
+  const auto zeros =
+      serialize_safetensors(std::vector<tensor_to_write>{{"z", {1LL << 62, 1LL << 62, 0}, std::vector<float>{}}});
+  CHECK(safetensors_reader::from_bytes(std::span<const std::byte>(zeros)).at("z").numel() == 0);
   const std::vector<std::byte> five(5);
   rejects({{"raw", {2}, raw_tensor_data{dtype::F16, five}}}, "tensor 'raw'");
   rejects({{"bad\xff utf8", {2}, two}}, "UTF-8");

@@ -224,6 +224,10 @@ std::string type_label() {
 
 HYBRID_DECL std::string shape_string(const std::vector<std::int64_t>& shape);
 
+// The element count of a shape whose dimensions are non-negative; nullopt when it exceeds 2^64 - 1 (a zero
+// dimension makes it 0 whatever the others would multiply to). Reader and writer check sizes with it.
+HYBRID_DECL std::optional<std::uint64_t> element_count(std::span<const std::int64_t> shape);
+
 inline std::string offsets_string(std::uint64_t b, std::uint64_t e) { return cat('[', b, ", ", e, ']'); }
 
 // Converts one decoded value to T; false if it is not representable (T integral and the value is
@@ -602,6 +606,21 @@ inline void save_safetensors(const std::filesystem::path& path, std::initializer
 
 HYBRID_DECL std::string detail::st::json_number_string(double v) { return nlohmann::json(v).dump(); }
 
+HYBRID_DECL std::optional<std::uint64_t> detail::st::element_count(std::span<const std::int64_t> shape) {
+  std::uint64_t numel = 1;
+  bool overflow = false;
+  for (std::int64_t d : shape) {
+    const auto u = static_cast<std::uint64_t>(d);
+    if (u == 0) return 0;
+    if (numel > std::numeric_limits<std::uint64_t>::max() / u)
+      overflow = true;
+    else
+      numel *= u;
+  }
+  if (overflow) return std::nullopt;
+  return numel;
+}
+
 HYBRID_DECL std::string detail::st::shape_string(const std::vector<std::int64_t>& shape) {
   std::string s = "[";
   for (std::size_t i = 0; i < shape.size(); ++i) cat_one(s, cat(i ? ", " : "", shape[i]));
@@ -732,8 +751,6 @@ HYBRID_DECL tensor_info safetensors_reader::parse_entry(const std::string& name,
 
   const json& js = field("shape");
   if (!js.is_array()) fail_tensor(name, "shape is a JSON ", js.type_name(), ", not an array");
-  std::uint64_t numel = 1;
-  bool zero = false, overflow = false;
   for (std::size_t i = 0; i < js.size(); ++i) {
     const json& d = js[i];
     if (!d.is_number_unsigned()) fail_tensor(name, "shape[", i, "] = ", d.dump(), " is not a non-negative integer");
@@ -741,18 +758,10 @@ HYBRID_DECL tensor_info safetensors_reader::parse_entry(const std::string& name,
     if (v > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
       fail_tensor(name, "shape[", i, "] = ", d.dump(), " does not fit in int64");
     t.shape.push_back(static_cast<std::int64_t>(v));
-    if (v == 0)
-      zero = true;
-    else if (numel > std::numeric_limits<std::uint64_t>::max() / v)
-      overflow = true;
-    else
-      numel *= v;
   }
-  // A zero dimension makes the product 0 whatever would have overflowed.
-  if (zero)
-    numel = 0;
-  else if (overflow)
-    fail_tensor(name, "shape ", js.dump(), " has more than 2^64 - 1 elements");
+  const std::optional<std::uint64_t> count = detail::st::element_count(t.shape);
+  if (!count) fail_tensor(name, "shape ", js.dump(), " has more than 2^64 - 1 elements");
+  const std::uint64_t numel = *count;
   const std::uint64_t esize = dtype_size(t.type);
   if (numel > std::numeric_limits<std::uint64_t>::max() / esize)
     fail_tensor(name, "shape ", js.dump(), " with dtype ", dname, " has more than 2^64 - 1 bytes");
@@ -807,22 +816,11 @@ HYBRID_DECL detail::st::prepared_file detail::st::prepare(std::span<const tensor
     const std::string tn = cat("tensor '", t.name, "': ");
     if (t.name == "__metadata__") bad("'__metadata__' is reserved and cannot name a tensor");
     if (!names.insert(t.name).second) bad("tensor name '", t.name, "' appears more than once");
-    std::uint64_t numel = 1;
-    bool zero = false, overflow = false;
-    for (std::int64_t d : t.shape) {
+    for (std::int64_t d : t.shape)
       if (d < 0) bad(tn, "shape ", shape_string(t.shape), " has a negative dimension");
-      const auto u = static_cast<std::uint64_t>(d);
-      if (u == 0)
-        zero = true;
-      else if (numel > std::numeric_limits<std::uint64_t>::max() / u)
-        overflow = true;
-      else
-        numel *= u;
-    }
-    if (zero)
-      numel = 0;
-    else if (overflow)
-      bad(tn, "shape ", shape_string(t.shape), " has more than 2^64 - 1 elements");
+    const std::optional<std::uint64_t> count = element_count(t.shape);
+    if (!count) bad(tn, "shape ", shape_string(t.shape), " has more than 2^64 - 1 elements");
+    const std::uint64_t numel = *count;
     prepared_tensor p{&t, dtype::F32, 0};
     std::visit(
         [&](const auto& span) {
