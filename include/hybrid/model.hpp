@@ -195,7 +195,11 @@ class model<encoders<Mods...>, Fusion, heads<Heads...>, Options...> {
     [&]<std::size_t... I>(std::index_sequence<I...>) {
       (std::get<I>(encoders_).visit(join_name(prefix, std::string(modality_names[I])), f), ...);
     }(std::index_sequence_for<Mods...>{});
-    fusion_.visit(join_name(prefix, "fusion"), f);
+    // Per-modality fusion parameters are named after the modalities (fuse::modality_name).
+    if constexpr (requires { fusion_.visit(prefix, f, fuse::modality_labels(modality_names)); })
+      fusion_.visit(join_name(prefix, "fusion"), f, fuse::modality_labels(modality_names));
+    else
+      fusion_.visit(join_name(prefix, "fusion"), f);
     tower_.visit_shared(join_name(prefix, "tower"), f);
   }
 

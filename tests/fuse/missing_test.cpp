@@ -1,5 +1,6 @@
 // Missing modalities: modality dropout (rate, at least one kept, replayable), learned placeholders,
 // gradients through the wrapper, every subset of modalities with several wrapped fusions, a whole model.
+#include <algorithm>
 #include <hybrid/fuse/attention_pool.hpp>
 #include <hybrid/fuse/bayes.hpp>
 #include <hybrid/fuse/concat.hpp>
@@ -165,7 +166,10 @@ TEST_CASE("with_missing in a model: placeholders are parameters and training gra
   net m;
   std::vector<std::string> names;
   m.visit("", [&](const std::string& n, parameter<double>&) { names.push_back(n); });
-  CHECK(std::find(names.begin(), names.end(), "fusion.placeholder.1") != names.end());
+  // In a model, per-modality fusion parameters are named after the modalities (alone, by index: above).
+  CHECK(std::find(names.begin(), names.end(), "fusion.placeholder.audio") != names.end());
+  CHECK(std::find(names.begin(), names.end(), "fusion.proj.image.weight") != names.end());
+  CHECK(std::none_of(names.begin(), names.end(), [](const std::string& n) { return n.starts_with("fusion.proj.0"); }));
   batch b;
   b.size = 4;
   tensor<float> img({4, 3}), aud({4, 2});

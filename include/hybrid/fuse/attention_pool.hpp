@@ -33,8 +33,8 @@ struct attention_pool {
       init_uniform(query_, rng, 1.0 / std::sqrt(double(Width)));
     }
     template <class F>
-    void visit(const std::string& prefix, F&& f) {
-      for (std::size_t m = 0; m < M; ++m) proj_[m].visit(modality_name(prefix, "proj", m), f);
+    void visit(const std::string& prefix, F&& f, modality_labels names = {}) {
+      for (std::size_t m = 0; m < M; ++m) proj_[m].visit(modality_name(prefix, "proj", m, names), f);
       f(join_name(prefix, "query"), query_);
       f(join_name(prefix, "priority"), priority_);
     }

@@ -40,8 +40,8 @@ struct bayes {
       for (auto& e : expert_) e.init(rng);
     }
     template <class F>
-    void visit(const std::string& prefix, F&& f) {
-      for (std::size_t m = 0; m < M; ++m) expert_[m].visit(modality_name(prefix, "expert", m), f);
+    void visit(const std::string& prefix, F&& f, modality_labels names = {}) {
+      for (std::size_t m = 0; m < M; ++m) expert_[m].visit(modality_name(prefix, "expert", m, names), f);
       if constexpr (Prior == bayes_prior::learned) f(join_name(prefix, "prior"), prior_);
     }
 

@@ -60,9 +60,9 @@ struct cross_attention {
       block_.init(rng);
     }
     template <class F>
-    void visit(const std::string& prefix, F&& f) {
+    void visit(const std::string& prefix, F&& f, modality_labels names = {}) {
       for (std::size_t m = 0; m < M; ++m)
-        if (projected(m)) kv_proj_[m].visit(modality_name(prefix, "kv_proj", m), f);
+        if (projected(m)) kv_proj_[m].visit(modality_name(prefix, "kv_proj", m, names), f);
       block_.visit(prefix, f);
     }
 

@@ -45,11 +45,19 @@ var<T> mask_absent(const var<T>& x, const var<T>& present) {
   return x * present;
 }
 
-// "<prefix>.<what>.<m>": names of per-modality parameters (proj.0, proj.1, ...).
-inline std::string modality_name(const std::string& prefix, std::string_view what, std::size_t m) {
+// Names of a fusion operator's per-modality parameters, "<prefix>.<what>.<modality>": the modality's name where
+// the composition hands the names to visit (model<...> does: fusion.proj.text.weight, fusion.placeholder.audio),
+// else its index (proj.0, proj.1, ... for an operator used on its own). Parameters that mix all modalities (a
+// gate, a tensor-fusion factor over the concatenation) still follow the order the modalities are listed in.
+using modality_labels = std::span<const std::string_view>;
+inline std::string modality_name(const std::string& prefix, std::string_view what, std::size_t m,
+                                 modality_labels names = {}) {
   std::string name(what);
   name += '.';
-  name += std::to_string(m);
+  if (m < names.size())
+    name += names[m];
+  else
+    name += std::to_string(m);
   return join_name(prefix, name);
 }
 

@@ -36,8 +36,8 @@ struct gated {
       gate_.init(rng);
     }
     template <class F>
-    void visit(const std::string& prefix, F&& f) {
-      for (std::size_t m = 0; m < M; ++m) proj_[m].visit(modality_name(prefix, "proj", m), f);
+    void visit(const std::string& prefix, F&& f, modality_labels names = {}) {
+      for (std::size_t m = 0; m < M; ++m) proj_[m].visit(modality_name(prefix, "proj", m, names), f);
       gate_.visit(join_name(prefix, "gate"), f);
     }
 

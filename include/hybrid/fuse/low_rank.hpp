@@ -34,8 +34,8 @@ struct low_rank {
       }
     }
     template <class F>
-    void visit(const std::string& prefix, F&& f) {
-      for (std::size_t m = 0; m < M; ++m) factor_[m].visit(modality_name(prefix, "factor", m), f);
+    void visit(const std::string& prefix, F&& f, modality_labels names = {}) {
+      for (std::size_t m = 0; m < M; ++m) factor_[m].visit(modality_name(prefix, "factor", m, names), f);
       f(join_name(prefix, "bias"), bias_);
     }
 

@@ -80,10 +80,13 @@ struct with_missing {
       for (auto& p : placeholder_) init_normal(p, rng, 0.02);
     }
     template <class F>
-    void visit(const std::string& prefix, F&& f) {
-      inner_.visit(prefix, f);
+    void visit(const std::string& prefix, F&& f, modality_labels names = {}) {
+      if constexpr (requires { inner_.visit(prefix, f, names); })
+        inner_.visit(prefix, f, names);
+      else
+        inner_.visit(prefix, f);
       if constexpr (Options.placeholder)
-        for (std::size_t m = 0; m < M; ++m) f(modality_name(prefix, "placeholder", m), placeholder_[m]);
+        for (std::size_t m = 0; m < M; ++m) f(modality_name(prefix, "placeholder", m, names), placeholder_[m]);
     }
     inner_type& inner() { return inner_; }
     const inner_type& inner() const { return inner_; }
