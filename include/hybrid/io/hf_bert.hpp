@@ -50,6 +50,12 @@ HYBRID_DECL std::string slurp(const std::filesystem::path& p);
 
 HYBRID_DECL std::filesystem::path in_dir(const std::filesystem::path& p, const char* file);
 
+// A JSON file of a checkpoint directory, parsed; not JSON: checkpoint_error "<what>'<p>' is not valid JSON: ...".
+HYBRID_DECL nlohmann::json read_json(const std::filesystem::path& p, std::string_view what = "");
+
+// Writes j atomically as transformers writes its JSON files: 2-space indent, a trailing newline.
+HYBRID_DECL void write_json(const std::filesystem::path& p, const nlohmann::json& j);
+
 }  // namespace detail::hf
 
 // BertConfig's fields -> enc::bert_config. Absent fields take BertConfig's defaults (which are
@@ -203,6 +209,19 @@ HYBRID_DECL std::string detail::hf::slurp(const std::filesystem::path& p) {
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
+HYBRID_DECL nlohmann::json detail::hf::read_json(const std::filesystem::path& p, std::string_view what) {
+  try {
+    return nlohmann::json::parse(slurp(p));
+  } catch (const nlohmann::json::exception& e) {
+    throw checkpoint_error(cat(what, '\'', p, "' is not valid JSON: ", e.what()));
+  }
+}
+
+HYBRID_DECL void detail::hf::write_json(const std::filesystem::path& p, const nlohmann::json& j) {
+  const std::string text = j.dump(2) + "\n";
+  write_file_atomically(p, [&](atomic_file_writer& w) { w.write(text); });
+}
+
 HYBRID_DECL std::filesystem::path detail::hf::in_dir(const std::filesystem::path& p, const char* file) {
   std::error_code ec;
   return std::filesystem::is_directory(p, ec) ? p / file : p;
@@ -245,12 +264,7 @@ HYBRID_DECL enc::bert_config bert_config_from_json(const nlohmann::json& j) {
 
 HYBRID_DECL enc::bert_config read_bert_config(const std::filesystem::path& file_or_dir) {
   const std::filesystem::path p = detail::hf::in_dir(file_or_dir, "config.json");
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(detail::hf::slurp(p));
-  } catch (const nlohmann::json::exception& e) {
-    throw checkpoint_error(detail::cat("BERT config '", p, "' is not valid JSON: ", e.what()));
-  }
+  const nlohmann::json j = detail::hf::read_json(p, "BERT config ");
   try {
     return bert_config_from_json(j);
   } catch (const checkpoint_error& e) {
@@ -283,8 +297,7 @@ HYBRID_DECL nlohmann::json bert_config_to_json(const enc::bert_config& c, const 
 
 HYBRID_DECL void write_bert_config(const enc::bert_config& c, const std::filesystem::path& file,
                                    const std::string& architecture) {
-  const std::string text = bert_config_to_json(c, architecture).dump(2) + "\n";
-  write_file_atomically(file, [&](atomic_file_writer& w) { w.write(text); });
+  detail::hf::write_json(file, bert_config_to_json(c, architecture));
 }
 
 HYBRID_DECL std::string hf_bert_parameter_name(const std::string& name) {

@@ -95,18 +95,11 @@ layers::lora_config load_lora_adapter(M& m, const std::filesystem::path& dir) {
 
 HYBRID_DECL void detail::peft::write_lora_config(const std::filesystem::path& file, const layers::lora_config& c,
                                                  const peft_save_options& o) {
-  const std::string text = lora_config_to_json(c, o).dump(2) + "\n";
-  write_file_atomically(file, [&](atomic_file_writer& w) { w.write(text); });
+  detail::hf::write_json(file, lora_config_to_json(c, o));
 }
 
 HYBRID_DECL layers::lora_config detail::peft::read_lora_config(const std::filesystem::path& file) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(detail::hf::slurp(file));
-  } catch (const nlohmann::json::exception& e) {
-    throw checkpoint_error(detail::cat("'", file.string(), "' is not valid JSON: ", e.what()));
-  }
-  return lora_config_from_json(j);
+  return lora_config_from_json(detail::hf::read_json(file));
 }
 
 HYBRID_DECL nlohmann::json lora_config_to_json(const layers::lora_config& c, const peft_save_options& o) {

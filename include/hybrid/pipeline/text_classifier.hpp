@@ -68,12 +68,7 @@ inline io::wordpiece_tokenizer load_tokenizer(const std::filesystem::path& dir) 
   const auto cfg = dir / "tokenizer_config.json";
   std::error_code ec;
   if (std::filesystem::exists(cfg, ec)) {
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(io::detail::hf::slurp(cfg));
-    } catch (const nlohmann::json::exception& e) {
-      throw io::checkpoint_error("'" + cfg.string() + "' is not valid JSON: " + e.what());
-    }
+    const nlohmann::json j = io::detail::hf::read_json(cfg);
     if (auto it = j.find("do_lower_case"); j.is_object() && it != j.end()) {
       if (!it->is_boolean()) throw io::checkpoint_error("'" + cfg.string() + "': do_lower_case is not a boolean");
       o.lower_case = it->get<bool>();
@@ -181,12 +176,7 @@ class text_classifier {
   // io::format_error, shape_error naming the tensor.
   static text_classifier load(const std::filesystem::path& dir, text_classifier_options o = {}) {
     const auto cfg_path = dir / "config.json";
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(io::detail::hf::slurp(cfg_path));
-    } catch (const nlohmann::json::exception& e) {
-      throw io::checkpoint_error("'" + cfg_path.string() + "' is not valid JSON: " + e.what());
-    }
+    const nlohmann::json j = io::detail::hf::read_json(cfg_path);
     enc::bert_config c = io::bert_config_from_json(j);
     label_config labels = label_config_from_json(j);
     const auto r = io::safetensors_reader::open(dir / "model.safetensors");
@@ -317,14 +307,11 @@ void save_text_classifier(const std::filesystem::path& dir, enc::bert_model<T>& 
   t.add_parameters(bert, "bert");
   t.add_parameters(head, "classifier");
   io::save_safetensors(dir / "model.safetensors", t.tensors(), {{"format", "pt"}});
-  const std::string config_text = j.dump(2) + "\n";
-  io::write_file_atomically(dir / "config.json", [&](io::atomic_file_writer& w) { w.write(config_text); });
-  const std::string tok_text = nlohmann::json{{"do_lower_case", o.lower_case},
-                                              {"model_max_length", bert.config().max_positions},
-                                              {"tokenizer_class", "BertTokenizer"}}
-                                   .dump(2) +
-                               "\n";
-  io::write_file_atomically(dir / "tokenizer_config.json", [&](io::atomic_file_writer& w) { w.write(tok_text); });
+  io::detail::hf::write_json(dir / "config.json", j);
+  io::detail::hf::write_json(dir / "tokenizer_config.json",
+                             {{"do_lower_case", o.lower_case},
+                              {"model_max_length", bert.config().max_positions},
+                              {"tokenizer_class", "BertTokenizer"}});
   io::wordpiece_tokenizer::from_file(vocab);  // a vocabulary BERT's tokenizer can use, before it is copied
   std::error_code ec;
   if (!std::filesystem::equivalent(vocab, dir / "vocab.txt", ec))
