@@ -60,12 +60,20 @@ struct fastest {
       avx512::run<T, Exec>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     else fallback::run<T, Exec>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   }
+  // C = op(A) * op(B), then an epilogue on C's blocks (gemm_epilogue.hpp).
+  template <class T, class Exec = exec::default_policy, class Epilogue>
+  static void run_with_epilogue(bool ta, bool tb, index_t M, index_t N, index_t K, const T* A, index_t lda,
+                                const T* B, index_t ldb, T* C, index_t ldc, const Epilogue& ep) {
+    if (std::is_same_v<T, float> && use_avx512())
+      avx512::run_with_epilogue<T, Exec>(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ep);
+    else run_then_epilogue<fallback, Exec>(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ep);
+  }
   // Products with op(B) packed in advance (gemm::prepacked_weights), where takes_packed_operands().
 #if HYBRID_GEMM_AVX512_COMPILED
-  template <class Exec = exec::default_policy>
+  template <class Exec = exec::default_policy, class Epilogue = no_epilogue>
   static void run_prepacked(bool ta, index_t M, const float* A, index_t lda, const avx512_detail::packed_weight& B,
-                            float* C, index_t ldc) {
-    avx512::run_prepacked<Exec>(ta, M, A, lda, B, C, ldc);
+                            float* C, index_t ldc, const Epilogue& ep = {}) {
+    avx512::run_prepacked<Exec>(ta, M, A, lda, B, C, ldc, ep);
   }
 #endif
 };

@@ -8,6 +8,7 @@
 #include <type_traits>
 
 #include "hybrid/backend/gemm_eigen.hpp"
+#include "hybrid/backend/gemm_epilogue.hpp"
 #ifdef HYBRID_WITH_OPENBLAS
 #include "hybrid/backend/gemm_blas.hpp"
 #endif
@@ -248,13 +249,17 @@ struct prepacked_b {
 };
 
 // One single-threaded GEMM, row-major C[m x n] = alpha * op(A) * op(B) + beta * C (C not read when beta == 0),
-// with op(A) and op(B) packed from the sources a and b.
-template <class SourceA, class SourceB>
+// with op(A) and op(B) packed from the sources a and b. Then, when an epilogue is given, ep(c, ldc, i, j, rows,
+// cols) on each block of C as soon as its sum is complete, while it is still in L1 (bias, activation, residual
+// of a linear layer: gemm_epilogue.hpp); i and j are the block's first row and column in this C.
+template <class SourceA, class SourceB, class Epilogue = no_epilogue>
 HYBRID_AVX512_TARGET void sgemm_from(index_t m, index_t n, index_t k, float alpha, const SourceA& a, const SourceB& b,
-                                     float beta, float* C, index_t ldc) {
+                                     float beta, float* C, index_t ldc, const Epilogue& ep = {}) {
+  constexpr bool has_epilogue = !std::is_same_v<Epilogue, no_epilogue>;
   if (m <= 0 || n <= 0) return;
   if (k <= 0) {
     scale_by_beta(m, n, beta, C, ldc);
+    if constexpr (has_epilogue) ep(C, ldc, index_t{0}, index_t{0}, m, n);
     return;
   }
   float* pa = pack_buffer(0);
@@ -266,15 +271,20 @@ HYBRID_AVX512_TARGET void sgemm_from(index_t m, index_t n, index_t k, float alph
       const index_t kc = std::min(kcb, k - p0);
       const bool first = p0 == 0;
       const bool overwrite = first && beta == 0.f;
+      const bool last = p0 + kc >= k;
       const float beta_k = first ? beta : 1.f;
       const float* bp = b.pack(p0, j0, kc, nc, pb);
       for (index_t i0 = 0; i0 < m; i0 += MC) {
         const index_t mc = std::min(MC, m - i0);
         a.pack(i0, p0, mc, kc, pa);
         for (index_t jr = 0; jr < nc; jr += NR)
-          for (index_t ir = 0; ir < mc; ir += MR)
-            kernel(kc, pa + ir * kc, bp + jr * kc, C + (i0 + ir) * ldc + j0 + jr, ldc, std::min(MR, mc - ir),
-                   std::min(NR, nc - jr), alpha, beta_k, overwrite);
+          for (index_t ir = 0; ir < mc; ir += MR) {
+            float* c = C + (i0 + ir) * ldc + j0 + jr;
+            const index_t mr = std::min(MR, mc - ir), nr = std::min(NR, nc - jr);
+            kernel(kc, pa + ir * kc, bp + jr * kc, c, ldc, mr, nr, alpha, beta_k, overwrite);
+            if constexpr (has_epilogue)
+              if (last) ep(c, ldc, i0 + ir, j0 + jr, mr, nr);
+          }
       }
     }
   }
@@ -380,15 +390,37 @@ struct avx512_or {
 
 #if HYBRID_GEMM_AVX512_COMPILED
   // C[M x N] = op(A) * B, B packed in advance (packed_weight, N and K its own); only where takes_packed_operands().
-  template <class Exec = exec::default_policy>
+  // With an epilogue (gemm_epilogue.hpp): ep on every block of C once its sum is complete.
+  template <class Exec = exec::default_policy, class Epilogue = no_epilogue>
   static void run_prepacked(bool ta, index_t M, const float* A, index_t lda, const avx512_detail::packed_weight& B,
-                            float* C, index_t ldc) {
+                            float* C, index_t ldc, const Epilogue& ep = {}) {
     avx512_detail::for_each_tile<Exec>(M, B.N, B.K, [&](index_t m0, index_t n0, index_t m, index_t n) {
       avx512_detail::sgemm_from(m, n, B.K, 1.f, avx512_detail::dense_a{ta, ta ? A + m0 : A + m0 * lda, lda},
-                                avx512_detail::prepacked_b{&B, n0}, 0.f, C + m0 * ldc + n0, ldc);
+                                avx512_detail::prepacked_b{&B, n0}, 0.f, C + m0 * ldc + n0, ldc,
+                                shifted_epilogue(ep, m0, n0));
     });
   }
 #endif
+
+  // C = op(A) * op(B) (C not read), then ep on every block of C once its sum is complete: in the kernel's tiles
+  // where the AVX-512 kernel runs, else over rows after Fallback's product (gemm_epilogue.hpp).
+  template <class T, class Exec = exec::default_policy, class Epilogue>
+  static void run_with_epilogue(bool ta, bool tb, index_t M, index_t N, index_t K, const T* A, index_t lda,
+                                const T* B, index_t ldb, T* C, index_t ldc, const Epilogue& ep) {
+#if HYBRID_GEMM_AVX512_COMPILED
+    if constexpr (std::is_same_v<T, float>) {
+      if (active()) {
+        avx512_detail::for_each_tile<Exec>(M, N, K, [&](index_t m0, index_t n0, index_t m, index_t n) {
+          avx512_detail::sgemm_from(m, n, K, 1.f, avx512_detail::dense_a{ta, ta ? A + m0 : A + m0 * lda, lda},
+                                    avx512_detail::dense_b{tb, tb ? B + n0 * ldb : B + n0, ldb}, 0.f,
+                                    C + m0 * ldc + n0, ldc, shifted_epilogue(ep, m0, n0));
+        });
+        return;
+      }
+    }
+#endif
+    run_then_epilogue<Fallback, Exec>(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, ep);
+  }
 };
 
 using avx512 = avx512_or<>;

@@ -65,17 +65,18 @@ class attention {
   }
 
   // queries [B, Tq, W], keys_values [B, Tk, W], mask additive, broadcast to [B, heads, Tq, Tk] (or empty).
-  // Returns the output projection of the context, before any residual or LayerNorm. `probabilities`, when given,
-  // receives the attention probabilities [B, heads, Tq, Tk] (before dropout).
+  // Returns the output projection of the context, plus `residual` when given (the block's skip connection, added
+  // inside the projection's product in inference), before any LayerNorm. `probabilities`, when given, receives
+  // the attention probabilities [B, heads, Tq, Tk] (before dropout).
   var<T> operator()(const var<T>& queries, const var<T>& keys_values, const var<T>& mask, dropout_rng& rng,
-                    bool training, tensor<T>* probabilities = nullptr) const {
+                    bool training, tensor<T>* probabilities = nullptr, const var<T>* residual = nullptr) const {
     if (queries.rank() != 3 || keys_values.rank() != 3 || queries.dim(0) != keys_values.dim(0))
       throw shape_error("attention", "queries", queries.shape(), "keys/values", keys_values.shape(),
                         "need [B, T, width] with equal B");
     const var<T> q = query_(queries, rng, training), k = key_(keys_values, rng, training),
                  v = value_(keys_values, rng, training);
-    return output_(scaled_dot_product_attention(q, k, v, heads_, mask, dropout_, rng, training, probabilities), rng,
-                   training);
+    return output_.apply(scaled_dot_product_attention(q, k, v, heads_, mask, dropout_, rng, training, probabilities),
+                         activation::identity, &rng, training, residual);
   }
 
  private:

@@ -1,15 +1,18 @@
 // linear: y = x W^T + b with W stored [out, in] as PyTorch does (so checkpoints load unchanged).
-// Applies to the last axis of x of any rank; the bias add is fused into one elementwise pass.
-// It may carry a LoRA adapter (layers/lora.hpp), whose term joins that same pass.
+// Applies to the last axis of x of any rank; the bias add is fused into one elementwise pass (in inference, into
+// the product itself: fused_linear). It may carry a LoRA adapter (layers/lora.hpp), whose term joins that pass.
 #pragma once
 #include <optional>
 
 #include "hybrid/autodiff/elementwise.hpp"
 #include "hybrid/layers/lora.hpp"
 #include "hybrid/layers/module.hpp"
+#include "hybrid/ops/fused_linear.hpp"
 #include "hybrid/ops/matmul.hpp"
 
 namespace hybrid::layers {
+
+using hybrid::activation;
 
 template <class T = float>
 class linear {
@@ -46,7 +49,7 @@ class linear {
     if (has_bias_) init_constant(bias_, 0.0);
   }
 
-  var<T> operator()(const var<T>& x) const { return forward(x, identity{}, nullptr, false); }
+  var<T> operator()(const var<T>& x) const { return apply(x, activation::identity); }
   // y = act(x W^T + b): the bias and the activation fuse into one loop.
   template <class Activation>
   var<T> operator()(const var<T>& x, Activation act) const {
@@ -54,11 +57,29 @@ class linear {
   }
   // The same with the layer's mode: a LoRA adapter's dropout draws from rng in training mode.
   var<T> operator()(const var<T>& x, dropout_rng& rng, bool training) const {
-    return forward(x, identity{}, &rng, training);
+    return apply(x, activation::identity, &rng, training);
   }
   template <class Activation>
   var<T> operator()(const var<T>& x, Activation act, dropout_rng& rng, bool training) const {
     return forward(x, act, &rng, training);
+  }
+  // act(x W^T + b) + residual (residual: the output's shape, or null), the activation chosen at run time. When
+  // nothing needs a gradient (inference): one product whose bias, activation and residual are applied while its
+  // output is in cache (fused_linear); else the elementwise expression on the tape, as above. With `rng`, the
+  // layer runs in the given mode.
+  var<T> apply(const var<T>& x, activation act, dropout_rng* rng = nullptr, bool training = false,
+               const var<T>* residual = nullptr) const {
+    check_input(x);
+    if (!lora_ || lora_->merged()) {
+      const var<T> w = weight_.use();
+      const var<T> b = has_bias_ ? bias_.use() : var<T>{};
+      const bool needs_tape = tape::current().recording() &&
+                              (x.requires_grad() || w.requires_grad() || (has_bias_ && b.requires_grad()) ||
+                               (residual && residual->requires_grad()));
+      if (!needs_tape) return fused_linear(x, w, has_bias_ ? &b : nullptr, act, residual);
+    }
+    const var<T> y = forward_activation(x, act, rng, training);
+    return residual ? y + *residual : y;
   }
 
   // LoRA: y = x W^T + b + scale (dropout(x) A^T) B^T until merge() folds scale B A into W (unmerge() takes it out).
@@ -84,10 +105,25 @@ class linear {
       return e;
     }
   };
-  template <class Activation>
-  var<T> forward(const var<T>& x, Activation act, dropout_rng* rng, bool training) const {
+  void check_input(const var<T>& x) const {
     if (x.rank() == 0 || x.dim(-1) != in_)
       throw shape_error("linear", "input", x.shape(), "weight [out, in]", weight_.shape(), "last axis must be in");
+  }
+  // The expression path, the activation picked at run time.
+  var<T> forward_activation(const var<T>& x, activation act, dropout_rng* rng, bool training) const {
+    switch (act) {
+      case activation::relu: return forward(x, [](const auto& z) { return relu(z); }, rng, training);
+      case activation::gelu: return forward(x, [](const auto& z) { return gelu(z); }, rng, training);
+      case activation::gelu_tanh: return forward(x, [](const auto& z) { return gelu_tanh(z); }, rng, training);
+      case activation::tanh: return forward(x, [](const auto& z) { return tanh(z); }, rng, training);
+      case activation::sigmoid: return forward(x, [](const auto& z) { return sigmoid(z); }, rng, training);
+      case activation::identity: break;
+    }
+    return forward(x, identity{}, rng, training);
+  }
+  template <class Activation>
+  var<T> forward(const var<T>& x, Activation act, dropout_rng* rng, bool training) const {
+    check_input(x);
     var<T> y = matmul(x, weight_.use(), {.b = true});
     if (lora_ && !lora_->merged()) {
       const var<T> d = lora_->delta(x, rng, training);

@@ -11,24 +11,13 @@
 
 namespace hybrid::layers {
 
-// A run-time choice of activation that still fuses with the linear layer's bias add (one loop).
-enum class activation { relu, gelu, gelu_tanh, tanh, sigmoid, identity };
-
-// act(x W^T + b) through the layer's fused path for the chosen activation. With `rng`, the layer runs in
-// the given mode (a LoRA adapter's dropout draws from rng in training mode).
+// act(x W^T + b) through the layer's fused path for the chosen activation (layers::activation, declared with
+// fused_linear). With `rng`, the layer runs in the given mode (a LoRA adapter's dropout draws from rng in
+// training mode).
 template <class T>
 var<T> linear_activation(const linear<T>& layer, const var<T>& x, activation act, dropout_rng* rng = nullptr,
                          bool training = false) {
-  auto run = [&](auto f) { return rng ? layer(x, f, *rng, training) : layer(x, f); };
-  switch (act) {
-    case activation::relu: return run([](const auto& z) { return relu(z); });
-    case activation::gelu: return run([](const auto& z) { return gelu(z); });
-    case activation::gelu_tanh: return run([](const auto& z) { return gelu_tanh(z); });
-    case activation::tanh: return run([](const auto& z) { return tanh(z); });
-    case activation::sigmoid: return run([](const auto& z) { return sigmoid(z); });
-    case activation::identity: break;
-  }
-  return rng ? layer(x, *rng, training) : layer(x);
+  return layer.apply(x, act, rng, training);
 }
 
 struct mlp_options {

@@ -44,7 +44,9 @@ class transformer_block {
   transformer_block() = default;
   explicit transformer_block(const transformer_block_config& c)
       : cfg_(c), norm1_(c.width, c.layer_norm_eps), attention_(c.width, c.heads, c.attention_dropout),
-        norm2_(c.width, c.layer_norm_eps), fc1_(c.width, c.ffn), fc2_(c.ffn, c.width) {}
+        norm2_(c.width, c.layer_norm_eps), fc1_(c.width, c.ffn), fc2_(c.ffn, c.width) {
+    hybrid::detail::check_dropout_p("transformer_block: dropout", c.dropout);
+  }
 
   const transformer_block_config& config() const { return cfg_; }
 
@@ -97,18 +99,25 @@ class transformer_block {
   var<T> block(const var<T>& x, const var<T>* memory, const var<T>& mask, dropout_rng& rng, bool training,
                tensor<T>* probabilities) const {
     const double p = cfg_.dropout;
-    auto attend = [&](const var<T>& h) {
-      return dropout(attention_(h, memory ? *memory : h, mask, rng, training, probabilities), p, rng, training);
+    // branch(h) + skip. Without dropout on the branch (inference, or p = 0) the skip is the residual of the
+    // branch's last product, which adds it in its epilogue when nothing needs a gradient.
+    const bool dropout_off = !training || p == 0;
+    auto attend_add = [&](const var<T>& h, const var<T>& skip) -> var<T> {
+      const var<T>& kv = memory ? *memory : h;
+      if (dropout_off) return attention_(h, kv, mask, rng, training, probabilities, &skip);
+      return dropout(attention_(h, kv, mask, rng, training, probabilities), p, rng, training) + skip;
     };
-    auto mlp = [&](const var<T>& h) {
-      return dropout(fc2_(linear_activation(fc1_, h, cfg_.act, &rng, training), rng, training), p, rng, training);
+    auto mlp_add = [&](const var<T>& h, const var<T>& skip) -> var<T> {
+      const var<T> hidden = linear_activation(fc1_, h, cfg_.act, &rng, training);
+      if (dropout_off) return fc2_.apply(hidden, activation::identity, &rng, training, &skip);
+      return dropout(fc2_(hidden, rng, training), p, rng, training) + skip;
     };
     if (cfg_.pre_norm) {
-      const var<T> h = attend(norm1_(x)) + x;
-      return mlp(norm2_(h)) + h;
+      const var<T> h = attend_add(norm1_(x), x);
+      return mlp_add(norm2_(h), h);
     }
-    const var<T> h = norm1_(attend(x) + x);
-    return norm2_(mlp(h) + h);
+    const var<T> h = norm1_(attend_add(x, x));
+    return norm2_(mlp_add(h, h));
   }
 
   transformer_block_config cfg_;

@@ -15,15 +15,17 @@ struct transpose_flags {
 namespace detail {
 // C = op(A) * op(W) with W packed once (gemm::prepacked_weights): inside such a scope, for a parameter's W, in
 // float, where the GEMM policy runs our AVX-512 kernel. False: not done here, the caller runs the product.
-template <class Gemm, class Exec, class T>
+template <class Gemm, class Exec, class T, class Epilogue = gemm::no_epilogue>
 bool run_with_prepacked_weight([[maybe_unused]] const node<T>* w, [[maybe_unused]] transpose_flags t,
                                [[maybe_unused]] index_t M, [[maybe_unused]] index_t N, [[maybe_unused]] index_t K,
                                [[maybe_unused]] const T* A, [[maybe_unused]] index_t lda, [[maybe_unused]] const T* W,
-                               [[maybe_unused]] index_t ldw, [[maybe_unused]] T* C, [[maybe_unused]] index_t ldc) {
+                               [[maybe_unused]] index_t ldw, [[maybe_unused]] T* C, [[maybe_unused]] index_t ldc,
+                               [[maybe_unused]] const Epilogue& ep = {}) {
 #if HYBRID_GEMM_AVX512_COMPILED
   if constexpr (std::is_same_v<T, float> && requires { Gemm::takes_packed_operands(); }) {
     if (w->weight && gemm::prepacked_weights::active() && Gemm::takes_packed_operands()) {
-      Gemm::template run_prepacked<Exec>(t.a, M, A, lda, gemm::prepacked_weights::get(t.b, K, N, W, ldw), C, ldc);
+      Gemm::template run_prepacked<Exec>(t.a, M, A, lda, gemm::prepacked_weights::get(t.b, K, N, W, ldw), C, ldc,
+                                         ep);
       return true;
     }
   }
