@@ -149,7 +149,7 @@ class bert_model {
     }
 
     var<T> cls = reshape(slice(x, 1, 0, 1), {B, cfg_.hidden});
-    var<T> pooled = cfg_.pooler ? pooler_(cls, [](const auto& z) { return tanh(z); }, rng, training) : cls;
+    var<T> pooled = cfg_.pooler ? pooler_.apply(cls, activation::tanh, &rng, training) : cls;
     return {x, pooled};
   }
 

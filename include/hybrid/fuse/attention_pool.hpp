@@ -46,7 +46,7 @@ struct attention_pool {
                       bool) const {
       const index_t B = parts[0].pooled.dim(0);
       std::array<var<T>, M> us;
-      for (std::size_t m = 0; m < M; ++m) us[m] = proj_[m](parts[m].pooled, [](const auto& z) { return tanh(z); });
+      for (std::size_t m = 0; m < M; ++m) us[m] = proj_[m].apply(parts[m].pooled, activation::tanh);
       const var<T> u = stack(std::span<const var<T>>(us), 1);  // [B, M, Width]
       const var<T> scores = reshape(matmul(u, reshape(query_.use(), {Width, 1})), {B, index_t(M)}) + priority_;
       const var<T> alpha = softmax(scores, modality_mask(present, B));

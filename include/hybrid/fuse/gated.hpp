@@ -47,7 +47,7 @@ struct gated {
       std::array<var<T>, M> xs, hs;
       for (std::size_t m = 0; m < M; ++m) {
         xs[m] = mask_absent(parts[m].pooled, present[m]);
-        hs[m] = mask_absent(proj_[m](xs[m], [](const auto& z) { return tanh(z); }), present[m]);
+        hs[m] = mask_absent(proj_[m].apply(xs[m], activation::tanh), present[m]);
       }
       const var<T> logits = reshape(gate_(M == 1 ? xs[0] : hybrid::concat(std::span<const var<T>>(xs), -1)),
                                     {B, Width, index_t(M)});

@@ -112,7 +112,7 @@ class mlm_head {
     if (decoder_weight.rank() != 2 || decoder_weight.dim(0) != vocab() || decoder_weight.dim(1) != dense_.in_features())
       throw shape_error("mlm_head", "decoder weight", decoder_weight.shape(), "expected [vocab, hidden]",
                         hybrid::shape{vocab(), dense_.in_features()});
-    var<T> h = norm_(dense_(hidden, [](const auto& z) { return gelu(z); }));
+    var<T> h = norm_(dense_.apply(hidden, activation::gelu));
     return matmul(h, decoder_weight, {.b = true}) + bias_;
   }
   // Logits at some positions of a sequence [B, L, H] only (flat indices b * L + t): the rows are gathered

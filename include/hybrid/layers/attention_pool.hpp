@@ -48,7 +48,7 @@ class attention_pool {
       throw shape_error("attention_pool", "input", x.shape(), "keep mask",
                         hybrid::shape{static_cast<index_t>(keep.size())}, "one flag per token");
     const index_t H = query_.numel();
-    const var<T> u = proj_(x, [](const auto& z) { return tanh(z); });                       // [B, T, H]
+    const var<T> u = proj_.apply(x, activation::tanh);                       // [B, T, H]
     const var<T> scores = reshape(matmul(u, reshape(query_.use(), {H, 1})), {B, L});          // [B, T]
     var<T> mask;
     if (!keep.empty()) {
