@@ -5,6 +5,7 @@
 
 #include <hybrid/autodiff/elementwise.hpp>
 #include <hybrid/autodiff/gradient_check.hpp>
+#include <hybrid/ops/shape_ops.hpp>
 
 namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
 
@@ -63,6 +64,25 @@ TEST_CASE("binary ops, scalars and broadcasting have correct gradients") {
   expect_gradients([&] { return var<double>(gelu(a * row + col)); }, {&a, &row, &col});
   expect_gradients([&] { return var<double>(a * s + row / col); }, {&a, &s, &row, &col});
   expect_gradients([&] { return var<double>(a * a * a); }, {&a});
+}
+
+TEST_CASE("an intermediate operand's new adjoint is written once, or accumulated when shared") {
+  // A full-shape leaf that alone reads its node stores into a new adjoint (not zeroed first); two leaves of one
+  // node, a node and a view of it, or a node that a later pass adds to must accumulate. check_gradients poisons
+  // new adjoints with NaN, so an element left unwritten fails too.
+  std::mt19937 rng(17);
+  auto a = random_param("a", {4, 6}, rng);
+  auto b = random_param("b", {4, 6}, rng);
+  auto row = random_param("row", {6}, rng);
+  expect_gradients([&] { const var<double> t = a * b; return var<double>(exp(t) + row); }, {&a, &b, &row});
+  expect_gradients([&] { const var<double> t = a * b; return var<double>(t * t + t); }, {&a, &b});
+  expect_gradients([&] { const var<double> t = a - b; return var<double>(t * reshape(reshape(t, {24}), {4, 6})); },
+                   {&a, &b});
+  expect_gradients([&] {
+    const var<double> t = a * b;
+    const var<double> u = tanh(t), v = exp(t * 0.5);
+    return var<double>(u * v);
+  }, {&a, &b});
 }
 
 TEST_CASE("where and masks") {

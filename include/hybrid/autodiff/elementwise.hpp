@@ -341,6 +341,17 @@ HYBRID_EXPR_INLINE void backprop_row(E e, index_t r, index_t cols, index_t chunk
     e.backprop(c, g[c], k1);
   }
 }
+
+// Whether `leaf` is the only leaf of e that reads its node, directly or through a view.
+template <class E, class Leaf>
+bool only_reader(const E& e, const Leaf& leaf) {
+  const void* mine = leaf.n;
+  int readers = 0;
+  e.for_each_leaf([&](const auto& other) {
+    if (static_cast<const void*>(other.n) == mine || static_cast<const void*>(other.n->base) == mine) ++readers;
+  });
+  return readers == 1;
+}
 }  // namespace detail
 
 // Evaluates an expression into a new var (one loop) and records its fused backward (one loop).
@@ -368,7 +379,12 @@ auto evaluate(const E& expr) {
       tape& t = tape::current();
       e.for_each_leaf([&](auto& leaf) {
         if (!leaf.needs_grad) return;
-        leaf.adjoint = t.adjoint(leaf.n);
+        // A full-shape leaf whose node no other leaf reads (nor a view of it) writes every element of its
+        // adjoint exactly once below: when that adjoint is new, it is stored, not zeroed and then added to.
+        if (leaf.kind == broadcast::full && detail::only_reader(e, leaf))
+          leaf.adjoint = t.adjoint_to_overwrite(leaf.n, leaf.overwrite);
+        else
+          leaf.adjoint = t.adjoint(leaf.n);
         if (leaf.kind == broadcast::row) leaf.partial = t.allocate_zeroed<T>(chunks.count * cols);
         if (leaf.kind == broadcast::scalar) leaf.partial = t.allocate_zeroed<T>(chunks.count);
       });

@@ -35,6 +35,7 @@ struct expr_leaf : expression_base {
   T* adjoint = nullptr;  // n's adjoint, taken from the tape before the backward loop (which is parallel)
   T* partial = nullptr;  // per-chunk sums for row/scalar leaves during backward
   bool needs_grad = false;
+  bool overwrite = false;  // the adjoint is fresh and this leaf its only writer: store, do not accumulate
   // Row cursor set by bind_row(): the loops over columns see no broadcast kind, only "load or splat".
   const T* v = nullptr;  // this row's values (full, row) or the one value to splat (column, scalar)
   T* g = nullptr;        // where this row's adjoint goes: a grad row, a partial row, or one number
@@ -70,6 +71,7 @@ struct expr_leaf : expression_base {
     using tr = simd::pack_traits<P>;
     if (!needs_grad) return;
     if (splat) *g += tr::sum(a);
+    else if (overwrite) tr::store(g + c, a);
     else tr::store(g + c, tr::load(g + c) + a);
   }
 };
