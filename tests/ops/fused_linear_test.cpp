@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <vector>
 #include <hybrid/backend/prepacked_weights.hpp>
 #include <hybrid/layers/transformer_block.hpp>
 #include <hybrid/ops/fused_linear.hpp>
@@ -104,6 +105,29 @@ TEST_CASE("fused_linear on the fallback policies (product, then the epilogue ove
 #ifdef HYBRID_WITH_OPENBLAS
     check_against_unfused<gemm::blas, exec::tbb, float>(input_shapes[s], output_sizes[s], 1e-5);
 #endif
+  }
+}
+
+TEST_CASE("fused_linear's GELU is within 2.5e-7 max(1, |v|) of the exact value, like the expression path's") {
+  // x W^T with W the identity is x exactly (one nonzero term per sum), so the output is gelu(x) as the epilogue
+  // computes it (on AVX-512 CPUs its own 16-wide erf) over [-12, 12] and at the edges.
+  const index_t n = 96;
+  std::vector<float> values;
+  for (double v = -12; v <= 12; v += 0.0007) values.push_back(float(v));
+  for (float v : {0.f, -0.f, 1e-30f, -1e-30f, 30.f, -30.f, 1e4f}) values.push_back(v);
+  while (values.size() % n) values.push_back(0.f);
+  const index_t rows = index_t(values.size()) / n;
+  tensor<float> eye({n, n}, 0.f);
+  for (index_t i = 0; i < n; ++i) eye(i, i) = 1.f;
+  tape_scope scope;
+  const var<float> x = constant(tensor<float>::from({rows, n}, values)), w = constant(eye);
+  for (const var<float>& y : {fused_linear(x, w, nullptr, activation::gelu, nullptr), var<float>(gelu(x))}) {
+    double worst = 0;
+    for (std::size_t i = 0; i < values.size(); ++i) {
+      const double v = values[i], exact = 0.5 * v * (1 + std::erf(v / std::sqrt(2.0)));
+      worst = std::max(worst, std::abs(double(y.data()[i]) - exact) / std::max(1.0, std::abs(v)));
+    }
+    CHECK(worst <= 2.5e-7);
   }
 }
 

@@ -274,6 +274,12 @@ HYBRID_AVX512_TARGET void sgemm_from(index_t m, index_t n, index_t k, float alph
       const bool last = p0 + kc >= k;
       const float beta_k = first ? beta : 1.f;
       const float* bp = b.pack(p0, j0, kc, nc, pb);
+      // The epilogue of a block runs after the next block's product: straight after the kernel's masked stores,
+      // its loads of the same lines cannot be forwarded from them and wait (most of the epilogue's time).
+      struct block {
+        float* c = nullptr;
+        index_t i = 0, j = 0, rows = 0, cols = 0;
+      } pending;
       for (index_t i0 = 0; i0 < m; i0 += MC) {
         const index_t mc = std::min(MC, m - i0);
         a.pack(i0, p0, mc, kc, pa);
@@ -283,9 +289,14 @@ HYBRID_AVX512_TARGET void sgemm_from(index_t m, index_t n, index_t k, float alph
             const index_t mr = std::min(MR, mc - ir), nr = std::min(NR, nc - jr);
             kernel(kc, pa + ir * kc, bp + jr * kc, c, ldc, mr, nr, alpha, beta_k, overwrite);
             if constexpr (has_epilogue)
-              if (last) ep(c, ldc, i0 + ir, j0 + jr, mr, nr);
+              if (last) {
+                if (pending.c) ep(pending.c, ldc, pending.i, pending.j, pending.rows, pending.cols);
+                pending = {c, i0 + ir, j0 + jr, mr, nr};
+              }
           }
       }
+      if constexpr (has_epilogue)
+        if (pending.c) ep(pending.c, ldc, pending.i, pending.j, pending.rows, pending.cols);
     }
   }
 }
