@@ -161,6 +161,7 @@ TEST_CASE("conv gradients match finite differences") {
         check([&] { return conv2d(x.use(), w.use(), b.use(), {.stride = s, .padding = p}); }, {&x, &w, &b});
       }
     check([&] { return conv2d(x.use(), w.use()); }, {&x, &w});
+    check([&] { return conv2d(x.use(), w.use(), b.use(), {.padding = 1, .relu = true}); }, {&x, &w, &b});
     // "Same" convolutions (stride 1, output as wide as the input) take im2col's contiguous-band path.
     for (index_t k : {1, 3, 5}) {
       CAPTURE(k);
@@ -299,6 +300,48 @@ TEST_CASE("conv in float on the AVX-512 paths (direct 3x3, im2col from the image
         scale = std::max(scale, std::abs(double(stored[k][i])));
       }
       CHECK(worst <= 1e-5 * scale);
+    }
+  }
+}
+
+TEST_CASE("conv2d's relu option equals relu(conv2d), fused into the direct kernels: the same bits, forward and back") {
+  struct cfg {
+    hybrid::shape x, w;
+    index_t padding, stride;
+  };
+  const cfg cases[] = {
+      {{20, 3, 8, 8}, {5, 3, 3, 3}, 1, 1},     // direct (chunks of 16 images and 4), partial channel blocks
+      {{3, 8, 32, 32}, {16, 8, 3, 3}, 1, 1},   // direct, one image per chunk
+      {{18, 5, 10, 10}, {7, 5, 3, 3}, 0, 1},   // direct, no padding
+      {{5, 4, 16, 16}, {6, 4, 5, 5}, 2, 1},    // from the image (5x5): ReLU as its own op
+      {{4, 3, 9, 9}, {4, 3, 3, 3}, 1, 2},      // stride 2: the stored im2col, ReLU as its own op
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.x.str());
+    CAPTURE(c.w.str());
+    auto run = [&](bool fused) {
+      tape::current().reset();
+      std::mt19937 r(13);
+      parameter<float> x("x", c.x), w("w", c.w), b("b", {c.w[0]});
+      fill_uniform(x.value(), r);
+      fill_uniform(w.value(), r);
+      fill_uniform(b.value(), r);
+      tape::current().set_poisoning(true);
+      const conv_options o{.stride = c.stride, .padding = c.padding, .relu = fused};
+      var<float> y = fused ? conv2d(x.use(), w.use(), b.use(), o) : var<float>(relu(conv2d(x.use(), w.use(), b.use(), o)));
+      tape::current().set_poisoning(false);
+      std::vector<std::vector<float>> out{{y.values().begin(), y.values().end()}};
+      seed_backward(y);
+      for (auto* p : {&x, &w, &b}) out.emplace_back(p->grad().begin(), p->grad().end());
+      return out;
+    };
+    const auto fused = run(true), separate = run(false);
+    std::size_t zeros = 0;
+    for (float v : separate[0]) zeros += v == 0.f;
+    CHECK(zeros > 0);  // ReLU cut something
+    for (std::size_t k = 0; k < fused.size(); ++k) {
+      CAPTURE(k);
+      CHECK(fused[k] == separate[k]);
     }
   }
 }

@@ -53,12 +53,13 @@ HYBRID_AVX512_TARGET inline float lane_sum(__m512 v) {
 
 // out[o][y][x] (= or +=) bias[o] + sum over c, ki < 3, kj < 3 of wt[(c * 3 + ki) * 3 + kj][o] * in[c][y + ki][x + kj]
 // for o < O, y < Ho, x < Wo (out's planes Ho * Wo apart; in padded so that every tap is inside it). wt is the
-// weight transposed, [C * 9][O]; bias may be null. Each output sums its C * 9 terms in that order, one FMA chain.
+// weight transposed, [C * 9][O]; bias may be null; with relu, max(that, 0) is stored. Each output sums its C * 9
+// terms in that order, one FMA chain.
 // Register block: 4 output channels x 6 vectors of 16 outputs (24 accumulators), the 6 vectors taken in raster
 // order over rows of ceil(Wo / 16) vectors; a partial block repeats its last channel / vector and stores it once.
 HYBRID_AVX512_TARGET inline void conv3x3_image(const float* in, const padded_planes& p, const float* wt, index_t O,
                                                const float* bias, bool accumulate, float* out, index_t Ho,
-                                               index_t Wo) {
+                                               index_t Wo, bool relu = false) {
   constexpr int R = 4, V = 6;
   const index_t per_row = (Wo + 15) / 16, vectors = Ho * per_row, plane = p.Hp * p.Wp;
   for (index_t v0 = 0; v0 < vectors; v0 += V) {
@@ -108,6 +109,7 @@ HYBRID_AVX512_TARGET inline void conv3x3_image(const float* in, const padded_pla
           if (v >= vc) break;
           __m512 y = bias ? _mm512_add_ps(acc[r][v], add) : acc[r][v];
           if (accumulate) y = _mm512_add_ps(_mm512_maskz_loadu_ps(keep[v], o + dst[v]), y);
+          if (relu) y = _mm512_maskz_max_ps(0xFFFF, y, _mm512_setzero_ps());  // max(y, 0): 0 for NaN, as ops::relu
           _mm512_mask_storeu_ps(o + dst[v], keep[v], y);
         }
       }

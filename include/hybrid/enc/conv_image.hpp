@@ -117,7 +117,7 @@ encoded<T> conv_image_model<T>::operator()(const var<T>& images, dropout_rng& rn
   check_images("conv_image", images.shape(), cfg_.channels, cfg_.size);
   var<T> x = images;
   for (std::size_t i = 0; i < convs_.size(); ++i) {
-    x = relu(conv2d(x, convs_[i].weight.use(), convs_[i].bias.use(), {.padding = 1}));
+    x = conv2d(x, convs_[i].weight.use(), convs_[i].bias.use(), {.padding = 1, .relu = true});
     if (i % 2) x = max_pool2d(x, 2);
   }
   const var<T> pooled = dropout(global_avg_pool(x), cfg_.dropout, rng, training);

@@ -6,6 +6,7 @@
 #include <string>
 #include <type_traits>
 
+#include "hybrid/autodiff/elementwise.hpp"
 #include "hybrid/autodiff/tape.hpp"
 #include "hybrid/backend/conv_direct_avx512.hpp"
 #include "hybrid/backend/gemm.hpp"
@@ -18,6 +19,9 @@ namespace hybrid {
 struct conv_options {
   index_t stride = 1;
   index_t padding = 0;
+  // The output through ReLU: relu(conv(x)), inside the convolution where our direct 3x3 kernels run (no pass of
+  // its own over the output, and its gradient applied to dY as the backward pass reads it), else after it.
+  bool relu = false;
 };
 
 namespace detail {
@@ -211,7 +215,7 @@ inline bool direct_conv_applies(const conv_geometry& g) {
 #if HYBRID_GEMM_AVX512_COMPILED
 template <class Exec>
 var<float> conv_forward_direct(const conv_geometry g, const hybrid::shape& out_shape, const var<float>& x,
-                               const var<float>& w, const var<float>& bias) {
+                               const var<float>& w, const var<float>& bias, bool relu) {
   using P = typename simd::default_policy::template pack<float>;
   tape& tp = tape::current();
   const bool needs_grad = tp.recording() && (any_requires_grad(x, w) || (bias.valid() && bias.requires_grad()));
@@ -230,7 +234,7 @@ var<float> conv_forward_direct(const conv_geometry g, const hybrid::shape& out_s
       float* buf = pad + k * x_padded;
       for (index_t b = k * per; b < std::min(g.B, (k + 1) * per); ++b) {
         const auto planes = direct_conv::pad_planes(xv + b * image_size, g.C, g.H, g.W, g.ph, g.pw, buf);
-        direct_conv::conv3x3_image(buf, planes, wt, g.O, bv, false, y + b * g.O * Pn, g.Ho, g.Wo);
+        direct_conv::conv3x3_image(buf, planes, wt, g.O, bv, false, y + b * g.O * Pn, g.Ho, g.Wo, relu);
       }
     });
   }
@@ -254,16 +258,22 @@ var<float> conv_forward_direct(const conv_geometry g, const hybrid::shape& out_s
     // Per chunk: its share of the weight and bias gradients, summed afterwards in chunk order (never by thread).
     float* dw_part = gw ? t.allocate<float>(chunks * g.O * K) : nullptr;
     float* db_part = gb ? t.allocate<float>(chunks * g.O) : nullptr;
+    // With ReLU: dZ = dY * relu'(z), z > 0 exactly where the output y > 0; each chunk makes its images' share.
+    float* dz = relu ? t.allocate<float>(g.B * g.O * Pn) : nullptr;
+    const float* dy = relu ? dz : gy;
+    const float* yv = ny->value;
     if (gx)
       for (index_t o = 0; o < g.O; ++o)
         for (index_t c = 0; c < g.C; ++c)
           for (index_t k = 0; k < 9; ++k) wflip[(o * 9 + k) * g.C + c] = nw->value[(o * g.C + c) * 9 + 8 - k];
     Exec::for_each(chunks, [&](index_t k) {
       const index_t b0 = k * per, n = std::min(per, g.B - b0);
+      if (relu)
+        for (index_t i = b0 * g.O * Pn; i < (b0 + n) * g.O * Pn; ++i) dz[i] = gy[i] * (yv[i] > 0.f ? 1.f : 0.f);
       if (gb)
         for (index_t o = 0; o < g.O; ++o) {
           float s = 0;
-          for (index_t i = 0; i < n; ++i) s += rowwise::sum<P>(gy + ((b0 + i) * g.O + o) * Pn, Pn);
+          for (index_t i = 0; i < n; ++i) s += rowwise::sum<P>(dy + ((b0 + i) * g.O + o) * Pn, Pn);
           db_part[k * g.O + o] = s;
         }
       if (gw) {
@@ -278,7 +288,7 @@ var<float> conv_forward_direct(const conv_geometry g, const hybrid::shape& out_s
             float* buf = xbuf + (k * group + i) * x_padded;
             planes = direct_conv::pad_planes(nx->value + (b0 + i0 + i) * image_size, g.C, g.H, g.W, g.ph, g.pw, buf);
             ins[i] = buf;
-            dys[i] = gy + (b0 + i0 + i) * g.O * Pn;
+            dys[i] = dy + (b0 + i0 + i) * g.O * Pn;
           }
           direct_conv::conv3x3_weight_grad(ins, dys, m, planes, g.O, g.Ho, g.Wo, part);
         }
@@ -286,7 +296,7 @@ var<float> conv_forward_direct(const conv_geometry g, const hybrid::shape& out_s
       if (gx) {
         float* buf = ybuf + k * y_padded;
         for (index_t b = b0; b < b0 + n; ++b) {
-          const auto planes = direct_conv::pad_planes(gy + b * g.O * Pn, g.O, g.Ho, g.Wo, 2 - g.ph, 2 - g.pw, buf);
+          const auto planes = direct_conv::pad_planes(dy + b * g.O * Pn, g.O, g.Ho, g.Wo, 2 - g.ph, 2 - g.pw, buf);
           direct_conv::conv3x3_image(buf, planes, wflip, g.C, nullptr, true, gx + b * image_size, g.H, g.W);
         }
       }
@@ -297,14 +307,22 @@ var<float> conv_forward_direct(const conv_geometry g, const hybrid::shape& out_s
 }
 #endif
 
+// Whether a product runs on image-packed operands (direct kernels or implicit GEMM), one chunk per thread; else one
+// chunk is one product tiled over the threads (below).
+template <class Gemm, class T>
+bool packs_from_image(const conv_geometry& g) {
+  if constexpr (std::is_same_v<T, float> && requires { Gemm::takes_packed_operands(); })
+    return g.sw == 1 && g.B > g.images_per_chunk() && Gemm::takes_packed_operands();
+  return false;
+}
+
 template <class Exec, class Gemm, class T>
 var<T> conv_forward(const conv_geometry g, const hybrid::shape& out_shape, const var<T>& x, const var<T>& w,
                     const var<T>& bias) {
   if constexpr (std::is_same_v<T, float> && requires { Gemm::takes_packed_operands(); }) {
-    // One chunk is one product tiled over the threads (below); the image-packed products run one per thread.
-    if (g.sw == 1 && g.B > g.images_per_chunk() && Gemm::takes_packed_operands()) {
+    if (packs_from_image<Gemm, T>(g)) {
 #if HYBRID_GEMM_AVX512_COMPILED
-      if (direct_conv_applies(g)) return conv_forward_direct<Exec>(g, out_shape, x, w, bias);
+      if (direct_conv_applies(g)) return conv_forward_direct<Exec>(g, out_shape, x, w, bias, false);
 #endif
       return conv_forward_from_image<Exec, Gemm>(g, out_shape, x, w, bias);
     }
@@ -393,6 +411,19 @@ inline void check_conv_bias(const char* op, const hybrid::shape& w, const hybrid
     throw shape_error(op, "bias", *bias, "weight", w, "bias must be [out_channels]");
 }
 
+// The convolution, then ReLU when asked: inside the direct kernels where they run, else as its own op.
+template <class Exec, class Gemm, class T>
+var<T> conv_forward_activated(const conv_geometry g, const hybrid::shape& out_shape, const var<T>& x,
+                              const var<T>& w, const var<T>& bias, bool relu) {
+#if HYBRID_GEMM_AVX512_COMPILED
+  if constexpr (std::is_same_v<T, float>)
+    if (relu && packs_from_image<Gemm, T>(g) && direct_conv_applies(g))
+      return conv_forward_direct<Exec>(g, out_shape, x, w, bias, true);
+#endif
+  const var<T> y = conv_forward<Exec, Gemm>(g, out_shape, x, w, bias);
+  return relu ? var<T>(hybrid::relu(y)) : y;
+}
+
 }  // namespace detail
 
 // 2-D convolution (cross-correlation, as torch.nn.functional.conv2d): x [B, C, H, W], weight
@@ -410,7 +441,7 @@ var<T> conv2d(const var<T>& x, const var<T>& weight, const var<T>& bias = {}, co
   const index_t s = opt.stride, p = opt.padding;
   const detail::conv_geometry g{sx[0], sx[1], sx[2], sx[3], sw[0], sw[2], sw[3], s, s, p, p,
                                 (sx[2] + 2 * p - sw[2]) / s + 1, (sx[3] + 2 * p - sw[3]) / s + 1};
-  return detail::conv_forward<Exec, Gemm>(g, {g.B, g.O, g.Ho, g.Wo}, x, weight, bias);
+  return detail::conv_forward_activated<Exec, Gemm>(g, {g.B, g.O, g.Ho, g.Wo}, x, weight, bias, opt.relu);
 }
 
 // 1-D convolution (torch.nn.functional.conv1d): x [B, C, L], weight [O, C, k], optional bias [O]
@@ -426,7 +457,7 @@ var<T> conv1d(const var<T>& x, const var<T>& weight, const var<T>& bias = {}, co
   detail::check_conv_bias("conv1d", sw, bias.valid() ? &bias.shape() : nullptr);
   const index_t s = opt.stride, p = opt.padding;
   const detail::conv_geometry g{sx[0], sx[1], 1, sx[2], sw[0], 1, sw[2], 1, s, 0, p, 1, (sx[2] + 2 * p - sw[2]) / s + 1};
-  return detail::conv_forward<Exec, Gemm>(g, {g.B, g.O, g.Wo}, x, weight, bias);
+  return detail::conv_forward_activated<Exec, Gemm>(g, {g.B, g.O, g.Wo}, x, weight, bias, opt.relu);
 }
 
 }  // namespace hybrid
