@@ -212,6 +212,19 @@ inline bool direct_conv_applies(const conv_geometry& g) {
   return g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.ph <= 2 && g.pw <= 2;
 }
 
+// dz[i] = dy[i] * relu'(z[i]) for i in [begin, end), from the output y = relu(z): z > 0 exactly where y > 0.
+// The product with 1 or 0 (not a select of dy) keeps the bits of the ReLU op's backward pass (NaN * 0 included).
+template <class P>
+void relu_gradient(const float* dy, const float* y, float* dz, index_t begin, index_t end) {
+  using tr = simd::pack_traits<P>;
+  index_t i = begin;
+  for (; i + tr::width <= end; i += tr::width) {
+    using simd::select;
+    tr::store(dz + i, tr::load(dy + i) * select(tr::load(y + i) > P(0), P(1), P(0)));
+  }
+  for (; i < end; ++i) dz[i] = dy[i] * (y[i] > 0.f ? 1.f : 0.f);
+}
+
 #if HYBRID_GEMM_AVX512_COMPILED
 template <class Exec>
 var<float> conv_forward_direct(const conv_geometry g, const hybrid::shape& out_shape, const var<float>& x,
@@ -268,8 +281,7 @@ var<float> conv_forward_direct(const conv_geometry g, const hybrid::shape& out_s
           for (index_t k = 0; k < 9; ++k) wflip[(o * 9 + k) * g.C + c] = nw->value[(o * g.C + c) * 9 + 8 - k];
     Exec::for_each(chunks, [&](index_t k) {
       const index_t b0 = k * per, n = std::min(per, g.B - b0);
-      if (relu)
-        for (index_t i = b0 * g.O * Pn; i < (b0 + n) * g.O * Pn; ++i) dz[i] = gy[i] * (yv[i] > 0.f ? 1.f : 0.f);
+      if (relu) relu_gradient<P>(gy, yv, dz, b0 * g.O * Pn, (b0 + n) * g.O * Pn);
       if (gb)
         for (index_t o = 0; o < g.O; ++o) {
           float s = 0;
