@@ -52,6 +52,26 @@ void seed_backward(const var<T>& y) {
   for (index_t i = 0; i < y.numel(); ++i) y.grad_data()[i] = static_cast<T>(std::sin(0.37 * double(i)) + 0.1);
   tape::current().run_backward();
 }
+
+// conv(x, w, b) on uniform random float parameters of the given shapes, its output poisoned (an element a kernel
+// leaves unwritten shows up as NaN), then a seeded backward pass: {output, dx, dw, db}.
+template <class Conv>
+std::vector<std::vector<float>> outputs_and_gradients(const hybrid::shape& xs, const hybrid::shape& ws,
+                                                      unsigned seed, Conv&& conv) {
+  tape::current().reset();
+  std::mt19937 r(seed);
+  parameter<float> x("x", xs), w("w", ws), b("b", {ws[0]});
+  fill_uniform(x.value(), r);
+  fill_uniform(w.value(), r);
+  fill_uniform(b.value(), r);
+  tape::current().set_poisoning(true);
+  const var<float> y = conv(x.use(), w.use(), b.use());
+  tape::current().set_poisoning(false);
+  std::vector<std::vector<float>> out{{y.values().begin(), y.values().end()}};
+  seed_backward(y);
+  for (auto* p : {&x, &w, &b}) out.emplace_back(p->grad().begin(), p->grad().end());
+  return out;
+}
 }  // namespace
 
 TEST_CASE("conv2d values match naive loops (strides, paddings, odd and non-square kernels, several chunks)") {
@@ -271,19 +291,9 @@ TEST_CASE("conv in float on the AVX-512 paths (direct 3x3, im2col from the image
     CAPTURE(c.x.str());
     CAPTURE(c.w.str());
     auto run = [&]<class Gemm>(Gemm) {
-      tape::current().reset();
-      std::mt19937 r(11);
-      parameter<float> x("x", c.x), w("w", c.w), b("b", {c.w[0]});
-      fill_uniform(x.value(), r);
-      fill_uniform(w.value(), r);
-      fill_uniform(b.value(), r);
-      tape::current().set_poisoning(true);  // an output element a kernel leaves unwritten shows up as NaN
-      var<float> y = conv2d<exec::tbb, Gemm>(x.use(), w.use(), b.use(), {.padding = c.padding});
-      tape::current().set_poisoning(false);
-      std::vector<std::vector<float>> out{{y.values().begin(), y.values().end()}};
-      seed_backward(y);
-      for (auto* p : {&x, &w, &b}) out.emplace_back(p->grad().begin(), p->grad().end());
-      return out;
+      return outputs_and_gradients(c.x, c.w, 11, [&](const var<float>& x, const var<float>& w, const var<float>& b) {
+        return conv2d<exec::tbb, Gemm>(x, w, b, {.padding = c.padding});
+      });
     };
     const auto fast = run(gemm::fastest{}), stored = run(stored_im2col{});
     const bool direct = c.w[2] == 3 && c.w[3] == 3 && c.padding <= 2;
@@ -320,20 +330,10 @@ TEST_CASE("conv2d's relu option equals relu(conv2d), fused into the direct kerne
     CAPTURE(c.x.str());
     CAPTURE(c.w.str());
     auto run = [&](bool fused) {
-      tape::current().reset();
-      std::mt19937 r(13);
-      parameter<float> x("x", c.x), w("w", c.w), b("b", {c.w[0]});
-      fill_uniform(x.value(), r);
-      fill_uniform(w.value(), r);
-      fill_uniform(b.value(), r);
-      tape::current().set_poisoning(true);
       const conv_options o{.stride = c.stride, .padding = c.padding, .relu = fused};
-      var<float> y = fused ? conv2d(x.use(), w.use(), b.use(), o) : var<float>(relu(conv2d(x.use(), w.use(), b.use(), o)));
-      tape::current().set_poisoning(false);
-      std::vector<std::vector<float>> out{{y.values().begin(), y.values().end()}};
-      seed_backward(y);
-      for (auto* p : {&x, &w, &b}) out.emplace_back(p->grad().begin(), p->grad().end());
-      return out;
+      return outputs_and_gradients(c.x, c.w, 13, [&](const var<float>& x, const var<float>& w, const var<float>& b) {
+        return fused ? conv2d(x, w, b, o) : var<float>(relu(conv2d(x, w, b, o)));
+      });
     };
     const auto fused = run(true), separate = run(false);
     std::size_t zeros = 0;
