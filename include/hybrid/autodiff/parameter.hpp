@@ -4,6 +4,7 @@
 #include <string>
 
 #include "hybrid/autodiff/var.hpp"
+#include "hybrid/backend/parallel.hpp"
 
 namespace hybrid {
 
@@ -39,7 +40,15 @@ class parameter {
   }
   operator var<T>() const { return use(); }  // NOLINT: parameters read as values in expressions
 
-  void zero_grad() { grad_.fill(T(0)); }
+  // In slices on all threads: the multimodal step's 38 MB of gradients took about 3 ms on one thread (4% of its
+  // 2-thread step).
+  void zero_grad() {
+    T* g = grad_.data();
+    const exec::row_chunks slices(grad_.numel(), 1, index_t{1} << 15);
+    exec::default_policy::for_each(slices.count, [g, slices](index_t k) {
+      std::fill(g + slices.begin(k), g + slices.end(k), T(0));
+    });
+  }
 
  private:
   std::string name_;

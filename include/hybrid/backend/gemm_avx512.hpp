@@ -233,7 +233,8 @@ struct packed_panels {
   const float* data = nullptr;
   index_t panels = 0;  // NR-column panels per K block
   const float* block(index_t p0) const { return data + p0 * panels * NR; }  // blocks before p0 are kc_of(K) deep
-  static index_t floats(index_t K, index_t N) { return (N + NR - 1) / NR * NR * K; }
+  static index_t panels_of(index_t N) { return (N + NR - 1) / NR; }
+  static index_t floats(index_t K, index_t N) { return panels_of(N) * NR * K; }
 };
 // Columns [j0, j0 + n) (j0 a multiple of NR) of the K block at p0 of op(B) into their place in dst (a
 // packed_panels layout of K x N).
@@ -241,7 +242,7 @@ HYBRID_AVX512_TARGET inline void pack_panels(bool tb, index_t K, index_t N, cons
                                              index_t j0, index_t n, float* dst) {
   const index_t kc = std::min(kc_of(K), K - p0);
   pack_b(tb, kc, n, tb ? B + j0 * ldb + p0 : B + p0 * ldb + j0, ldb,
-         dst + p0 * ((N + NR - 1) / NR) * NR + (j0 / NR) * kc * NR);
+         dst + p0 * packed_panels::panels_of(N) * NR + (j0 / NR) * kc * NR);
 }
 
 // A weight packed once and kept (gemm::prepacked_weights).
@@ -254,7 +255,7 @@ struct packed_weight {
     data.reset(new (std::align_val_t{64}) float[static_cast<std::size_t>(packed_panels::floats(k, n))]);
     for (index_t p0 = 0; p0 < k; p0 += kc_of(k)) pack_panels(tb, k, n, B, ldb, p0, 0, n, data.get());
   }
-  packed_panels panels() const { return {data.get(), (N + NR - 1) / NR}; }
+  packed_panels panels() const { return {data.get(), packed_panels::panels_of(N)}; }
 };
 // op(B) from panels packed beforehand: a tile whose first column is col0 (a multiple of NR) reads them in place.
 struct prepacked_b {
@@ -413,14 +414,24 @@ void for_each_tile(index_t M, index_t N, index_t K, F&& f) {
 }
 
 #if HYBRID_GEMM_AVX512_COMPILED
-// C = alpha * op(A) * op(B) + beta * C on the tiles of for_each_tile, then ep on each block of C. With several row
-// tiles on several threads, op(B) is packed once (in parallel) and all tiles read it, instead of each tile packing
-// it again (at 2 threads that repacking was about 5% of a multimodal training step).
+// C = alpha * op(A) * op(B) + beta * C on the tiles of for_each_tile, then ep on each block of C, with op(B) from
+// the source that make_b(n0) gives for the tile starting at column n0.
+template <class Exec, class Epilogue, class MakeB>
+void run_tiles(bool ta, index_t M, index_t N, index_t K, float alpha, const float* A, index_t lda, MakeB make_b,
+               float beta, float* C, index_t ldc, const Epilogue& ep) {
+  for_each_tile<Exec>(M, N, K, [&](index_t m0, index_t n0, index_t m, index_t n) {
+    sgemm_from(m, n, K, alpha, dense_a{ta, ta ? A + m0 : A + m0 * lda, lda}, make_b(n0), beta, C + m0 * ldc + n0,
+               ldc, shifted_epilogue(ep, m0, n0));
+  });
+}
+
+// The same with op(B) an ordinary matrix. With several row tiles on several threads, op(B) is packed once (in
+// parallel) and all tiles read it, instead of each tile packing it again (at 2 threads that repacking was about
+// 5% of a multimodal training step).
 template <class Exec, class Epilogue = no_epilogue>
 void run_dense(bool ta, bool tb, index_t M, index_t N, index_t K, float alpha, const float* A, index_t lda,
                const float* B, index_t ldb, float beta, float* C, index_t ldc, const Epilogue& ep = {}) {
   if (M == 0 || N == 0) return;
-  auto a_from = [&](index_t m0) { return dense_a{ta, ta ? A + m0 : A + m0 * lda, lda}; };
   if (K > 0 && Exec::concurrency() > 1 && avx512_tiling(M, N, K).m_tiles > 1) {
     panel_buffer packed(static_cast<std::size_t>(packed_panels::floats(K, N)));
     const index_t kcb = kc_of(K), k_blocks = (K + kcb - 1) / kcb, width = 4 * NR, groups = (N + width - 1) / width;
@@ -428,17 +439,13 @@ void run_dense(bool ta, bool tb, index_t M, index_t N, index_t K, float alpha, c
       const index_t j0 = (t % groups) * width;
       pack_panels(tb, K, N, B, ldb, (t / groups) * kcb, j0, std::min(width, N - j0), packed.get());
     });
-    const packed_panels panels{packed.get(), (N + NR - 1) / NR};
-    for_each_tile<Exec>(M, N, K, [&](index_t m0, index_t n0, index_t m, index_t n) {
-      sgemm_from(m, n, K, alpha, a_from(m0), prepacked_b{panels, n0}, beta, C + m0 * ldc + n0, ldc,
-                 shifted_epilogue(ep, m0, n0));
-    });
+    const packed_panels panels{packed.get(), packed_panels::panels_of(N)};
+    run_tiles<Exec>(ta, M, N, K, alpha, A, lda, [&](index_t n0) { return prepacked_b{panels, n0}; }, beta, C, ldc,
+                    ep);
     return;
   }
-  for_each_tile<Exec>(M, N, K, [&](index_t m0, index_t n0, index_t m, index_t n) {
-    sgemm_from(m, n, K, alpha, a_from(m0), dense_b{tb, tb ? B + n0 * ldb : B + n0, ldb}, beta, C + m0 * ldc + n0,
-               ldc, shifted_epilogue(ep, m0, n0));
-  });
+  run_tiles<Exec>(ta, M, N, K, alpha, A, lda,
+                  [&](index_t n0) { return dense_b{tb, tb ? B + n0 * ldb : B + n0, ldb}; }, beta, C, ldc, ep);
 }
 #endif
 
@@ -495,11 +502,10 @@ struct avx512_or {
   template <class Exec = exec::default_policy, class Epilogue = no_epilogue>
   static void run_prepacked(bool ta, index_t M, const float* A, index_t lda, const avx512_detail::packed_weight& B,
                             float* C, index_t ldc, const Epilogue& ep = {}) {
-    avx512_detail::for_each_tile<Exec>(M, B.N, B.K, [&](index_t m0, index_t n0, index_t m, index_t n) {
-      avx512_detail::sgemm_from(m, n, B.K, 1.f, avx512_detail::dense_a{ta, ta ? A + m0 : A + m0 * lda, lda},
-                                avx512_detail::prepacked_b{B.panels(), n0}, 0.f, C + m0 * ldc + n0, ldc,
-                                shifted_epilogue(ep, m0, n0));
-    });
+    const avx512_detail::packed_panels panels = B.panels();
+    avx512_detail::run_tiles<Exec>(
+        ta, M, B.N, B.K, 1.f, A, lda, [&](index_t n0) { return avx512_detail::prepacked_b{panels, n0}; }, 0.f, C, ldc,
+        ep);
   }
 #endif
 

@@ -70,13 +70,14 @@ class linear {
   var<T> apply(const var<T>& x, activation act, dropout_rng* rng = nullptr, bool training = false,
                const var<T>* residual = nullptr) const {
     check_input(x);
-    if (!lora_ || lora_->merged()) {
+    // A parameter's leaf needs a gradient exactly when the tape records and the parameter is trainable.
+    const bool needs_tape = tape::current().recording() &&
+                            (x.requires_grad() || weight_.trainable() || (has_bias_ && bias_.trainable()) ||
+                             (residual && residual->requires_grad()));
+    if (!needs_tape && (!lora_ || lora_->merged())) {
       const var<T> w = weight_.use();
       const var<T> b = has_bias_ ? bias_.use() : var<T>{};
-      const bool needs_tape = tape::current().recording() &&
-                              (x.requires_grad() || w.requires_grad() || (has_bias_ && b.requires_grad()) ||
-                               (residual && residual->requires_grad()));
-      if (!needs_tape) return fused_linear(x, w, has_bias_ ? &b : nullptr, act, residual);
+      return fused_linear(x, w, has_bias_ ? &b : nullptr, act, residual);
     }
     const var<T> y = forward_activation(x, act, rng, training);
     return residual ? y + *residual : y;
