@@ -5,6 +5,7 @@
 #include <array>
 
 #include <cmath>
+#include <cstdlib>
 #include <hybrid/backend/gemm.hpp>
 #include <limits>
 #include <random>
@@ -200,13 +201,25 @@ TEST_CASE("exec::tbb reports one thread under global_control, and the product ke
   CHECK(one_thread == tiled);
 }
 
-TEST_CASE("gemm::fastest picks the AVX-512 kernel only where OpenBLAS does not run its own") {
-  const std::string chosen = gemm::fastest::chosen();
+TEST_CASE("gemm::fastest picks the AVX-512 kernel wherever the CPU has AVX-512, unless HYBRID_GEMM says otherwise") {
+  const std::string chosen = gemm::fastest::chosen(), fallback = gemm::fastest::fallback::name;
+  const char* requested = std::getenv("HYBRID_GEMM");
   MESSAGE("default GEMM policy for float: " << chosen << " (CPU AVX-512: " << gemm::avx512::active()
-                                            << ", OpenBLAS AVX-512 kernels: " << gemm::openblas_runs_avx512() << ")");
+                                            << ", HYBRID_GEMM: " << std::string(requested ? requested : "unset") << ")");
   CHECK(std::string(gemm::default_policy::name) == "fastest");
-  if (gemm::avx512::active() && !gemm::openblas_runs_avx512()) CHECK(chosen == "avx512");
-  else CHECK(chosen == std::string(gemm::fastest::fallback::name));
+  CHECK(chosen == (gemm::fastest_takes_avx512(requested, gemm::avx512::active(), fallback.c_str()) ? "avx512"
+                                                                                                  : fallback));
+  // The rule itself, on either kind of CPU.
+  CHECK(gemm::fastest_takes_avx512(nullptr, true, "openblas"));
+  CHECK_FALSE(gemm::fastest_takes_avx512(nullptr, false, "openblas"));
+  CHECK(gemm::fastest_takes_avx512("", true, "openblas"));
+  CHECK(gemm::fastest_takes_avx512("avx512", true, "openblas"));
+  CHECK_FALSE(gemm::fastest_takes_avx512("openblas", true, "openblas"));
+  CHECK_FALSE(gemm::fastest_takes_avx512("eigen", true, "eigen"));
+  CHECK_THROWS_WITH_AS(gemm::fastest_takes_avx512("avx512", false, "openblas"),
+                       "HYBRID_GEMM=avx512: this CPU (or build) has no AVX-512 kernel", std::invalid_argument);
+  CHECK_THROWS_WITH_AS(gemm::fastest_takes_avx512("eigen", true, "openblas"),
+                       "HYBRID_GEMM=eigen: expected \"avx512\" or \"openblas\"", std::invalid_argument);
 }
 
 }  // namespace HYBRID_TEST_UNIT

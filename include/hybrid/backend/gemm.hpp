@@ -1,7 +1,8 @@
 // Chooses the GEMM policy every matrix product uses by default (gemm::fastest, rule below): our AVX-512 kernel
 // or OpenBLAS when the build has it (HYBRID_WITH_OPENBLAS), else Eigen. cuBLAS is opt-in per call site or by macro.
 #pragma once
-#include <cctype>
+#include <cstdlib>
+#include <stdexcept>
 #include <string>
 
 #include "hybrid/backend/gemm_avx512.hpp"
@@ -12,34 +13,32 @@
 
 namespace hybrid::gemm {
 
-// Whether OpenBLAS runs its AVX-512 kernels in this process (core SkylakeX, CooperLake or SapphireRapids, e.g.
-// with OPENBLAS_CORETYPE=SkylakeX), from openblas_get_corename(); asked once.
-inline bool openblas_runs_avx512() {
-#ifdef HYBRID_WITH_OPENBLAS
-  static const bool yes = [] {
-    const char* core = openblas_get_corename();
-    std::string c = core ? core : "";
-    for (char& ch : c) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-    return c.find("skylakex") != std::string::npos || c.find("cooperlake") != std::string::npos ||
-           c.find("sapphirerapids") != std::string::npos;
-  }();
-  return yes;
-#else
-  return false;
-#endif
+// Which kernel gemm::fastest gives float products: ours where avx512_active, else the fallback (OpenBLAS or Eigen),
+// unless `requested` (the environment variable HYBRID_GEMM, when set and not empty) names one: "avx512" (refused
+// on a CPU without AVX-512) or the fallback's name. Anything else is an error, not a silent default.
+inline bool fastest_takes_avx512(const char* requested, bool avx512_active, const char* fallback_name) {
+  const std::string want = requested ? requested : "";
+  if (want.empty()) return avx512_active;
+  if (want == "avx512") {
+    if (!avx512_active) throw std::invalid_argument("HYBRID_GEMM=avx512: this CPU (or build) has no AVX-512 kernel");
+    return true;
+  }
+  if (want == fallback_name) return false;
+  throw std::invalid_argument("HYBRID_GEMM=" + want + ": expected \"avx512\" or \"" + fallback_name + "\"");
 }
 
-// The default. float products run our AVX-512 kernel (gemm::avx512) when the CPU has AVX-512 and OpenBLAS is
-// not already running AVX-512 kernels; everything else (double, CPUs without AVX-512, OpenBLAS with its own
-// AVX-512 kernels) goes to OpenBLAS, or to Eigen in a build without OpenBLAS. Decided once per process, at the
-// first product. Why: Debian 12's OpenBLAS 0.3.21 does not know Zen 4/5 and runs its AVX2 (Haswell) kernels
-// there; ours is 1.7 to 2.1x faster on one core (docs/performance.md, 2.1). With OPENBLAS_CORETYPE=SkylakeX
-// OpenBLAS is as fast or faster, so it keeps the work.
+// The default. float products run our AVX-512 kernel (gemm::avx512) when the CPU has AVX-512; everything else
+// (double, CPUs without AVX-512) goes to OpenBLAS, or to Eigen in a build without OpenBLAS. Decided once per
+// process, at the first product; HYBRID_GEMM=openblas (or eigen) hands float products to the fallback, for
+// comparisons. Why ours even where OpenBLAS runs AVX-512 kernels of its own (Zen 4 seen as Cooperlake, or
+// OPENBLAS_CORETYPE=SkylakeX): there ours takes 0.92 to 1.07x its time (docs/performance.md 2.1), and
+// only ours runs the fused paths (direct convolutions, prepacked weights, epilogues), 1.1 to 1.3x faster whole
+// models. Debian 12's OpenBLAS 0.3.21 runs its AVX2 kernels on Zen 5, where ours is 1.7 to 2.1x faster.
 struct fastest {
   static constexpr const char* name = "fastest";
   using fallback = avx512_default_fallback;
   static bool use_avx512() {
-    static const bool yes = avx512::active() && !openblas_runs_avx512();
+    static const bool yes = fastest_takes_avx512(std::getenv("HYBRID_GEMM"), avx512::active(), fallback::name);
     return yes;
   }
   // Whether float products may take operands packed in advance or from an image (see avx512_or).
