@@ -13,7 +13,9 @@
 // prints a `RESULT ...` line (and a human-readable summary on stderr). bench/run.sh collects the lines of
 // both sides and hands them to
 //   model_bench --report --peak1=GFLOPS --peak-all=GFLOPS < results
-// which prints one Markdown table per case. 1-thread rows are judged by thread CPU time, 2-thread rows by
+// which prints one Markdown table per case, and after it the case's alternating pairs (RESULT lines with pair=K:
+// run.sh runs hybrid's and PyTorch's fastest configurations, which `model_bench --fastest < results` names, one
+// right after the other a few times, so a slow or fast minute of the VM hits both sides). 1-thread rows are judged by thread CPU time, 2-thread rows by
 // wall time (see bench_util.hpp and docs/performance.md).
 #include <tbb/global_control.h>
 
@@ -297,6 +299,7 @@ struct result {
   double wall_med = 0, wall_min = 0, cpu_med = 0, cpu_min = 0, rss = 0;
   std::array<double, 3> phases{};  // forward, backward, optimizer (medians, same clock as time_med)
   bool ok = true;  // false: the case failed on that side (error=...)
+  int pair = 0;    // > 0: one half of the pair-th alternating pair (run.sh), not a row of the table
   // The time we compare: thread CPU time on 1 thread, wall time otherwise.
   double time_med() const { return threads == 1 ? cpu_med : wall_med; }
   double time_min() const { return threads == 1 ? cpu_min : wall_min; }
@@ -312,8 +315,21 @@ std::map<std::string, std::string> fields_of(const std::string& line) {
   return f;
 }
 
-int report(double peak1, double peak_all) {
-  std::map<std::string, std::vector<result>> by_case;
+// The fastest row whose implementation starts with prefix ("hybrid" or "torch"), or nullptr.
+const result* fastest_row(const std::vector<result>& rows, const std::string& prefix) {
+  const result* best = nullptr;
+  for (const auto& r : rows)
+    if (r.impl.rfind(prefix, 0) == 0 && r.ok && (!best || r.time_med() < best->time_med())) best = &r;
+  return best;
+}
+
+// RESULT lines from standard input, by case; pair rows (pair=K) apart from the table rows.
+struct results_by_case {
+  std::map<std::string, std::vector<result>> rows, pairs;
+};
+
+results_by_case read_results() {
+  results_by_case out;
   std::string line;
   while (std::getline(std::cin, line)) {
     if (line.rfind("RESULT ", 0) != 0) continue;
@@ -330,18 +346,60 @@ int report(double peak1, double peak_all) {
     r.cpu_min = num("cpu_min");
     r.rss = num("rss_mib");
     r.phases = {num("fwd_med"), num("bwd_med"), num("opt_med")};
-    by_case[f["case"]].push_back(r);
+    r.pair = static_cast<int>(num("pair"));
+    (r.pair > 0 ? out.pairs : out.rows)[f["case"]].push_back(r);
   }
+  return out;
+}
+
+// For run.sh's alternating pairs: per case, "case hybrid_impl threads torch_impl threads" of the fastest rows.
+int print_fastest() {
+  const auto results = read_results();
+  for (const auto& [name, rows] : results.rows) {
+    const result *h = fastest_row(rows, "hybrid"), *t = fastest_row(rows, "torch");
+    if (h && t) std::cout << name << ' ' << h->impl << ' ' << h->threads << ' ' << t->impl << ' ' << t->threads << '\n';
+  }
+  return 0;
+}
+
+// Alternating pairs of one case: each pair is hybrid's fastest configuration then PyTorch's, run one right after
+// the other, so both halves see the same minute of this VM; the target is judged on the median ratio.
+void print_pairs(const case_info& c, const std::vector<result>& pairs) {
+  std::map<int, std::pair<const result*, const result*>> by_pair;
+  for (const auto& r : pairs)
+    if (r.ok) (r.impl.rfind("hybrid", 0) == 0 ? by_pair[r.pair].first : by_pair[r.pair].second) = &r;
+  std::vector<double> ratios;
+  hb::table t({"pair", "hybrid ms median", "PyTorch ms median", "x PyTorch"});
+  for (const auto& [k, p] : by_pair) {
+    if (!p.first || !p.second) continue;
+    ratios.push_back(p.second->time_med() / p.first->time_med());
+    t.add({hb::cat(k), hb::cat(p.first->impl, ' ', p.first->threads, "T: ", hb::fixed(p.first->time_med(), 1)),
+           hb::cat(p.second->impl, ' ', p.second->threads, "T: ", hb::fixed(p.second->time_med(), 1)),
+           hb::fixed(ratios.back(), 2)});
+  }
+  if (ratios.empty()) return;
+  std::cout << "Alternating pairs (each: hybrid's fastest configuration above, then PyTorch's, one right after the "
+               "other):\n\n";
+  t.print();
+  std::sort(ratios.begin(), ratios.end());
+  const std::size_t n = ratios.size();
+  const double median = n % 2 ? ratios[n / 2] : 0.5 * (ratios[n / 2 - 1] + ratios[n / 2]);
+  std::cout << "Issue 7's target on the median of " << n << " pairs: >= " << hb::fixed(c.speed_target, 1)
+            << "x; hybrid gives " << hb::fixed(median, 2) << "x (pairs " << hb::fixed(ratios.front(), 2) << " to "
+            << hb::fixed(ratios.back(), 2) << "): " << (median >= c.speed_target ? "**met**" : "**missed**")
+            << ".\n\n";
+}
+
+int report(double peak1, double peak_all) {
+  auto results = read_results();
   for (const auto& c : cases()) {
-    auto it = by_case.find(c.name);
-    if (it == by_case.end()) continue;
+    auto it = results.rows.find(c.name);
+    if (it == results.rows.end()) continue;
     auto& rows = it->second;
     std::sort(rows.begin(), rows.end(), [](const result& a, const result& b) {
       return a.impl != b.impl ? a.impl < b.impl : a.threads < b.threads;  // hybrid before torch
     });
-    const result* best_torch = nullptr;
-    for (const auto& r : rows)
-      if (r.impl.rfind("torch", 0) == 0 && r.ok && (!best_torch || r.time_med() < best_torch->time_med())) best_torch = &r;
+    const result* best_torch = fastest_row(rows, "torch");
     const bool training = c.name == std::string("bert_train") || c.name == std::string("multimodal");
     std::cout << "### " << c.title << " [" << c.name << "]" << "\n\n"
               << "GFLOP per call (analytic, matmuls and convolutions" << (training ? ", training = 3x forward" : "")
@@ -377,10 +435,7 @@ int report(double peak1, double peak_all) {
       std::cout << "PyTorch's best: " << best_torch->impl << ", " << best_torch->threads << " thread(s), "
                 << hb::fixed(best_torch->time_med(), 1) << " ms, " << hb::fixed(best_torch->rss, 0) << " MiB.\n";
       // Issue 7's targets, judged on hybrid's fastest row (medians).
-      const result* best = nullptr;
-      for (const auto& r : rows)
-        if (r.impl.rfind("hybrid", 0) == 0 && r.ok && (!best || r.time_med() < best->time_med())) best = &r;
-      if (best) {
+      if (const result* best = fastest_row(rows, "hybrid")) {
         const double speed = best_torch->time_med() / best->time_med(), rss = best->rss / best_torch->rss;
         std::cout << "Issue 7's target: >= " << hb::fixed(c.speed_target, 1) << "x PyTorch's best; hybrid "
                   << best->threads << "T gives " << hb::fixed(speed, 2) << "x: "
@@ -392,6 +447,7 @@ int report(double peak1, double peak_all) {
       }
       std::cout << '\n';
     }
+    if (auto p = results.pairs.find(c.name); p != results.pairs.end()) print_pairs(c, p->second);
   }
   return 0;
 }
@@ -402,6 +458,7 @@ int main(int argc, char** argv) {
   try {
     if (hb::flag(argc, argv, "report"))
       return report(std::stod(hb::arg(argc, argv, "peak1", "0")), std::stod(hb::arg(argc, argv, "peak-all", "0")));
+    if (hb::flag(argc, argv, "fastest")) return print_fastest();
     if (hb::flag(argc, argv, "list")) {
       for (const auto& c : cases()) std::cout << c.name << '\n';
       return 0;
@@ -410,7 +467,7 @@ int main(int argc, char** argv) {
     const auto c = find_case(name);
     if (!c) {
       std::cerr << "usage: model_bench --case=NAME [--threads=N] [--warmup=N] [--reps=N] | --list | --report "
-                   "[--peak1=G] [--peak-all=G] < results\n";
+                   "[--peak1=G] [--peak-all=G] < results | --fastest < results\n";
       return 2;
     }
     return run_case(*c, std::stoi(hb::arg(argc, argv, "threads", "1")), std::stoi(hb::arg(argc, argv, "warmup", "2")),

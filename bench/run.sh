@@ -6,16 +6,19 @@
 #                                --quick: fewer repetitions, models on 1 thread only, no compile timing (~2 min)
 #   bench/run.sh --models        only the FMA peak (for "% peak"), the models and the compile time (~10 min)
 #   bench/run.sh --models --cases=multimodal,bert_infer_b1   the same for some model cases only
+#   bench/run.sh --models --pairs=5   after each case's table, its two fastest rows (hybrid's and PyTorch's) run
+#                                alternately 5 times (default 3; 0: none); the verdict on the median pair
 #   HYBRID_BENCH_QUIET_LOAD=0.5 HYBRID_BENCH_WAIT_S=600 bench/run.sh   # wait for a quiet machine first
 #   OPENBLAS_CORETYPE=SkylakeX bench/run.sh   # OpenBLAS's AVX-512 kernels (0.3.21 sees Zen 5 as Haswell, Zen 4 as Cooperlake)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=build-bench
-args=() models=1 kernels=1 quick=0 cases=""
+args=() models=1 kernels=1 quick=0 cases="" pairs=3
 for a in "$@"; do
   case "$a" in
     --models) kernels=0 ;;
     --cases=*) cases="${a#--cases=}"; cases="${cases//,/ }" ;;
+    --pairs=*) pairs="${a#--pairs=}" ;;
     --no-models) models=0 ;;
     --quick) quick=1; args+=("$a") ;;
     *) args+=("$a") ;;
@@ -42,7 +45,7 @@ fi
 run_models() {
   local reps=7 warmup=2 threads=(1 2) results torch=1 torch_opts=() avx512=0
   grep -qw avx512f /proc/cpuinfo && avx512=1
-  if ((quick)); then reps=3 warmup=1 threads=(1) torch_opts=(--no-default-malloc); fi
+  if ((quick)); then reps=3 warmup=1 threads=(1) torch_opts=(--no-default-malloc) pairs=0; fi
   results=$(mktemp)
   # The peer: Debian's PyTorch, installed here when missing (apt-get only, as scripts/setup.sh).
   if ! /usr/bin/python3 -c 'import torch' 2>/dev/null; then
@@ -88,6 +91,22 @@ run_models() {
       fi
     done
   done
+  # Alternating pairs: the fastest configuration of each side (from the rows above), one right after the other,
+  # $pairs times per case, so the verdict does not hang on which side had the VM's slow minute.
+  if ((torch && pairs > 0)); then
+    local name h_impl h_threads t_impl t_threads k
+    while read -r name h_impl h_threads t_impl t_threads; do
+      for ((k = 1; k <= pairs; k++)); do
+        local h_env=() t_variant=plain
+        [[ "$h_impl" == hybrid-openblas-avx512 ]] && h_env=(OPENBLAS_CORETYPE=SkylakeX HYBRID_GEMM=openblas)
+        [[ "$t_impl" == torch-* ]] && t_variant=${t_impl#torch-}
+        env "${h_env[@]}" "$build/bench/model_bench" --case="$name" --threads="$h_threads" --warmup="$warmup" \
+          --reps="$reps" --impl="$h_impl" | sed "s/^RESULT /RESULT pair=$k /" >>"$results" || true
+        /usr/bin/python3 bench/torch_models.py --cases="$name" --threads="$t_threads" --warmup="$warmup" \
+          --reps="$reps" --only="$t_variant" | sed "s/^RESULT /RESULT pair=$k /" >>"$results" || true
+      done
+    done < <("$build/bench/model_bench" --fastest <"$results")
+  fi
   "$build/bench/model_bench" --report --peak1="$peak1" --peak-all="$peak_all" <"$results"
   rm -f "$results"
 }

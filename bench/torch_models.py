@@ -254,6 +254,8 @@ def main():
                     help="inference: skip the oneDNN variant (torch.utils.mkldnn.to_mkldnn: prepacked Linear weights)")
     ap.add_argument("--openblas-avx512", action="store_true",
                     help="also rows with OPENBLAS_CORETYPE=SkylakeX (OpenBLAS's AVX-512 kernels)")
+    ap.add_argument("--only", default="",
+                    help="run just this variant (plain, fastpath, mkldnn, default-malloc, openblas-avx512)")
     ap.add_argument("--foreach", type=int, default=1, help="AdamW's foreach implementation (1) or the loop (0)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--case", help=argparse.SUPPRESS)
@@ -265,6 +267,9 @@ def main():
     status = 0
     runs = []
     for case in a.cases.split(","):
+        if a.only:
+            runs += [(case, t, a.only) for t in a.threads.split(",")]
+            continue
         variants = ["plain"] + (["fastpath"] if case.startswith("bert_infer") and not a.no_fastpath else []) + \
             (["mkldnn"] if case.startswith("bert_infer") and not a.no_mkldnn else [])
         runs += [(case, t, v) for v in variants for t in a.threads.split(",")]
