@@ -33,6 +33,7 @@
 #include <string>
 #include <vector>
 
+#include <hybrid/backend/gemm.hpp>
 #include <hybrid/enc/bert.hpp>
 #include <hybrid/enc/conv_image.hpp>
 #include <hybrid/fuse/gated.hpp>
@@ -277,16 +278,17 @@ int run_case(const case_info& c, int threads, int warmup, int reps, const std::s
   }
   std::printf("RESULT case=%s impl=%s threads=%d reps=%d wall_med=%.3f wall_min=%.3f cpu_med=%.3f cpu_min=%.3f "
               "proc_cpu_med=%.3f rss_mib=%.1f fwd_med=%.3f bwd_med=%.3f opt_med=%.3f arena_high_mib=%.1f "
-              "arena_capacity_mib=%.1f check=%.6g\n",
+              "arena_capacity_mib=%.1f check=%.6g gemm=%s\n",
               c.name, impl.c_str(), threads, reps, wall.median(), wall.min(), cpu.median(), cpu.min(), proc.median(),
               hb::peak_rss_mib(), phase[0].median(), phase[1].median(), phase[2].median(),
-              double(mem.high_water()) / 1048576.0, double(mem.capacity()) / 1048576.0, check);
+              double(mem.high_water()) / 1048576.0, double(mem.capacity()) / 1048576.0, check, gemm::fastest::chosen());
   std::fflush(stdout);
   std::cerr << "hybrid " << c.name << ' ' << threads << "T: wall " << hb::ms_cell(wall) << " ms, thread CPU "
             << hb::ms_cell(cpu) << " ms, process CPU " << hb::fixed(proc.median()) << " ms, peak RSS "
             << hb::fixed(hb::peak_rss_mib(), 0) << " MiB; phases forward " << hb::fixed(phase[0].median())
             << ", backward " << hb::fixed(phase[1].median()) << ", optimizer " << hb::fixed(phase[2].median())
-            << " ms; tape arena high water " << hb::fixed(double(mem.high_water()) / 1048576.0, 0) << " MiB\n";
+            << " ms; tape arena high water " << hb::fixed(double(mem.high_water()) / 1048576.0, 0)
+            << " MiB; float products on " << gemm::fastest::chosen() << '\n';
   return 0;
 }
 
