@@ -3,10 +3,54 @@
 
 #include "../test_util.hpp"
 
+#include <atomic>
+#include <cstdlib>
 #include <hybrid/autodiff/gradient_check.hpp>
+#include <hybrid/backend/gemm_avx512.hpp>
+#include <hybrid/backend/prepacked_weights.hpp>
 #include <hybrid/enc/bert.hpp>
 #include <hybrid/io/safetensors.hpp>
+#include <new>
 #include <nlohmann/json.hpp>
+#include <optional>
+
+// Every C++ heap allocation of this test executable is counted (the replaceable global operator new; issue 7: the
+// inference path allocates nothing per call after warm-up). Only this file of any test executable replaces it.
+namespace bert_test_allocations {
+inline std::atomic<long> count{0};
+inline void* allocate(std::size_t n, std::size_t align) {
+  count.fetch_add(1, std::memory_order_relaxed);
+  n = n ? n : 1;
+  void* p = align > alignof(std::max_align_t) ? std::aligned_alloc(align, (n + align - 1) / align * align) : std::malloc(n);
+  if (!p) throw std::bad_alloc();
+  return p;
+}
+}  // namespace bert_test_allocations
+void* operator new(std::size_t n) { return bert_test_allocations::allocate(n, 0); }
+void* operator new[](std::size_t n) { return bert_test_allocations::allocate(n, 0); }
+void* operator new(std::size_t n, std::align_val_t a) {
+  return bert_test_allocations::allocate(n, static_cast<std::size_t>(a));
+}
+void* operator new[](std::size_t n, std::align_val_t a) {
+  return bert_test_allocations::allocate(n, static_cast<std::size_t>(a));
+}
+// They free what the operators above took from malloc; GCC, seeing operator new's pointer reach free() once inlined,
+// would warn of a mismatch that is not one.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 namespace HYBRID_TEST_UNIT {  // one per file in a unity build: see tests/CMakeLists.txt
 
@@ -151,4 +195,53 @@ TEST_CASE("bert inputs_embeds: the looked-up embeddings give the ids' outputs; g
   CHECK_THROWS_WITH_AS(m(enc::text_input{}, longer.use(), drng), doctest::Contains("max_positions"), shape_error);
 }
 
+TEST_CASE("bert inference keeps no tape and allocates nothing per call after warm-up") {
+  enc::bert_model<float> m(enc::bert_config{.vocab = 500, .hidden = 64, .layers = 2, .heads = 2, .ffn = 128,
+                                            .max_positions = 64});
+  enc::text_input in;
+  const index_t B = 4, L = 48;
+  in.ids = tensor<std::int32_t>({B, L});
+  in.token_types = tensor<std::int32_t>({B, L});
+  in.attention_mask = tensor<float>({B, L});
+  for (index_t i = 0; i < B * L; ++i) {
+    in.ids.data()[i] = static_cast<std::int32_t>((7 * i) % 500);
+    in.token_types.data()[i] = static_cast<std::int32_t>(i % L >= L / 2);
+    in.attention_mask.data()[i] = i % L < L - 5 * (i / L) ? 1.f : 0.f;  // rows padded by 0, 5, 10, 15
+  }
+  dropout_rng rng{3, 0};
+  for (const bool given_types : {true, false})
+    for (const bool prepacked : {true, false}) {
+      CAPTURE(given_types);
+      CAPTURE(prepacked);
+      enc::text_input input = in;
+      if (!given_types) input.token_types = {};
+      std::optional<gemm::prepacked_weights> serving;
+      if (prepacked) serving.emplace();
+      float first = 0;
+      for (int call = 0; call < 4; ++call) {
+        const long before = bert_test_allocations::count.load();
+        const long pack_buffers_before = gemm::avx512_detail::pack_buffers_allocated().load();
+        {
+          no_grad ng;
+          tape_scope scope;
+          const auto out = m(input, rng, false);
+          CHECK(tape::current().entries() == 0);  // nothing recorded for a backward pass
+          if (call == 0) first = out.sequence.data()[0] + out.pooled.data()[0];
+          else CHECK(out.sequence.data()[0] + out.pooled.data()[0] == first);
+        }
+        // Less the GEMM kernel's per-thread pack buffers: two on each thread's first product, whichever call
+        // oneTBB first hands one to a given worker (counted apart, so none other hides among them).
+        const long allocations = bert_test_allocations::count.load() - before -
+                                 (gemm::avx512_detail::pack_buffers_allocated().load() - pack_buffers_before);
+        if (call >= 2) CHECK(allocations == 0);  // call 0 grows the arena and packs; call 1 may fill pools
+      }
+    }
+  // The counter does count (the replacement above is the one in use).
+  const long before = bert_test_allocations::count.load();
+  const tensor<float> probe({64});
+  CHECK(probe.numel() == 64);
+  CHECK(bert_test_allocations::count.load() > before);
+}
+
 }  // namespace HYBRID_TEST_UNIT
+

@@ -2,6 +2,7 @@
 // time where the CPU has AVX-512; double, other CPUs and other compilers go to a fallback policy.
 #pragma once
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
 #include <memory>
 #include <mutex>
@@ -28,6 +29,14 @@
 namespace hybrid::gemm {
 
 namespace avx512_detail {
+
+// How many per-thread pack buffers our kernel has allocated in this process: two on each thread's first product,
+// none after (which oneTBB worker runs its first product when is up to the scheduler). Tests of "no allocation per
+// call after warm-up" tell these apart from allocations per call (tests/enc/bert_test.cpp).
+inline std::atomic<long>& pack_buffers_allocated() {
+  static std::atomic<long> count{0};
+  return count;
+}
 
 // Whether this CPU (and its OS) runs AVX-512 F/VL/BW/DQ code; asked once.
 inline bool cpu_has_avx512() {
@@ -65,7 +74,10 @@ inline float* pack_buffer(int which) {
   static constexpr std::size_t sizes[2] = {static_cast<std::size_t>(MC * KC_MAX),
                                            static_cast<std::size_t>(KC_MAX * NC)};
   thread_local std::unique_ptr<float[], aligned_delete> bufs[2];
-  if (!bufs[which]) bufs[which].reset(new (std::align_val_t{64}) float[sizes[which]]);
+  if (!bufs[which]) {
+    bufs[which].reset(new (std::align_val_t{64}) float[sizes[which]]);
+    pack_buffers_allocated().fetch_add(1, std::memory_order_relaxed);
+  }
   return bufs[which].get();
 }
 

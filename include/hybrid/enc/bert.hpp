@@ -127,12 +127,19 @@ class bert_model {
   // Everything after the word-embedding lookup: words [B, L, hidden].
   bert_output<T> encode(const var<T>& words, const text_input& in, index_t B, index_t L, dropout_rng& rng,
                         bool training, bert_trace<T>* trace) const {
-    std::vector<std::int32_t> positions(static_cast<std::size_t>(B * L)), types;
+    // Position ids (and zero type ids when none are given) in the tape's arena, not on the heap: an inference call
+    // allocates nothing after warm-up (tests/enc/bert_test.cpp).
+    tape& tp = tape::current();
+    const std::span<std::int32_t> positions(tp.allocate<std::int32_t>(B * L), static_cast<std::size_t>(B * L));
     for (index_t b = 0; b < B; ++b) std::iota(positions.begin() + b * L, positions.begin() + (b + 1) * L, 0);
-    if (in.token_types.empty()) types.assign(static_cast<std::size_t>(B * L), 0);
+    std::span<const std::int32_t> types = in.token_types.span();
+    if (in.token_types.empty()) {
+      const std::span<std::int32_t> zeros(tp.allocate<std::int32_t>(B * L), static_cast<std::size_t>(B * L));
+      std::fill(zeros.begin(), zeros.end(), 0);
+      types = zeros;
+    }
     const hybrid::shape layout{B, L};
-    var<T> e = words + position_(positions, layout) +
-               token_type_(in.token_types.empty() ? std::span<const std::int32_t>(types) : in.token_types.span(), layout);
+    var<T> e = words + position_(positions, layout) + token_type_(types, layout);
     var<T> x = dropout(embedding_norm_(e), cfg_.dropout, rng, training);
     if (trace) {
       trace->hidden_states.assign(1, x.value());
