@@ -11,6 +11,14 @@ trap 'rm -rf "$tmp"' EXIT
 fast=(-DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG=-O0)
 cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
 test -f "$tmp/prefix/include/hybrid/hybrid.hpp"
+# The exported targets name OpenBLAS and utf8proc by imported target (hybridConfig.cmake finds them on the
+# consumer's machine), never by this machine's paths.
+targets=$(find "$tmp/prefix" -name hybridTargets.cmake)
+test -n "$targets"
+if grep -E 'libopenblas|libutf8proc|openblas-pthread' "$targets"; then
+  echo "package.consumer: the installed targets carry this machine's library paths" >&2
+  exit 1
+fi
 
 echo "== find_package(hybrid CONFIG)"
 cmake -S "$src/tests/package" -B "$tmp/find" -DCMAKE_PREFIX_PATH="$tmp/prefix" -DCMAKE_CXX_COMPILER="$cxx" \
