@@ -19,6 +19,11 @@ if grep -E 'libopenblas|libutf8proc|openblas-pthread' "$targets"; then
   echo "package.consumer: the installed targets carry this machine's library paths" >&2
   exit 1
 fi
+# The same for hybrid.pc where OpenBLAS has a pkg-config module of its own.
+if pkg-config --exists openblas && grep -E 'libopenblas|openblas-pthread' "$tmp/prefix/share/pkgconfig/hybrid.pc"; then
+  echo "package.consumer: hybrid.pc carries this machine's OpenBLAS paths" >&2
+  exit 1
+fi
 
 echo "== find_package(hybrid CONFIG)"
 cmake -S "$src/tests/package" -B "$tmp/find" -DCMAKE_PREFIX_PATH="$tmp/prefix" -DCMAKE_CXX_COMPILER="$cxx" \
