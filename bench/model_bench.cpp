@@ -15,8 +15,8 @@
 //   model_bench --report --peak1=GFLOPS --peak-all=GFLOPS < results
 // which prints one Markdown table per case, and after it the case's alternating pairs (RESULT lines with pair=K:
 // run.sh runs hybrid's and PyTorch's fastest configurations, which `model_bench --fastest < results` names, one
-// right after the other a few times, so a slow or fast minute of the VM hits both sides). 1-thread rows are judged by thread CPU time, 2-thread rows by
-// wall time (see bench_util.hpp and docs/performance.md).
+// right after the other a few times, so a slow or fast minute of the VM hits both sides). 1-thread rows are
+// judged by thread CPU time, 2-thread rows by wall time (see bench_util.hpp and docs/performance.md).
 #include <tbb/global_control.h>
 
 #include <array>

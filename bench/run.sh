@@ -9,7 +9,8 @@
 #   bench/run.sh --models --pairs=5   after each case's table, its two fastest rows (hybrid's and PyTorch's) run
 #                                alternately 5 times (default 3; 0: none); the verdict on the median pair
 #   HYBRID_BENCH_QUIET_LOAD=0.5 HYBRID_BENCH_WAIT_S=600 bench/run.sh   # wait for a quiet machine first
-#   OPENBLAS_CORETYPE=SkylakeX bench/run.sh   # OpenBLAS's AVX-512 kernels (0.3.21 sees Zen 5 as Haswell, Zen 4 as Cooperlake)
+#   OPENBLAS_CORETYPE=SkylakeX bench/run.sh   # OpenBLAS's AVX-512 kernels (0.3.21 sees Zen 5 as Haswell;
+#                                            it runs its Cooperlake ones on Zen 4 by itself)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=build-bench
@@ -68,7 +69,8 @@ run_models() {
     "arena is allocated once; the tunables leave its time unchanged and add ~55 MiB to its peak RSS);"\
     "torch-fastpath: the encoder on nn.TransformerEncoder (fused inference kernels);"\
     "torch-mkldnn: every nn.Linear on oneDNN with prepacked weights (torch.utils.mkldnn.to_mkldnn);"\
-    "*-openblas-avx512 (AVX-512 CPUs): OPENBLAS_CORETYPE=SkylakeX, OpenBLAS's AVX-512 kernels (hybrid: HYBRID_GEMM=openblas, its float products on them)"
+    "*-openblas-avx512 (AVX-512 CPUs): OPENBLAS_CORETYPE=SkylakeX, OpenBLAS's AVX-512 kernels"\
+    "(hybrid: HYBRID_GEMM=openblas, its float products on them)"
   echo
   local c t
   for c in ${cases:-$("$build/bench/model_bench" --list)}; do
@@ -79,8 +81,8 @@ run_models() {
       # kernels (Debian's 0.3.21 runs its AVX2 ones on Zen 5): PyTorch's best then, and hybrid with its float
       # products on OpenBLAS's kernel instead of its own (HYBRID_GEMM=openblas; without the fused paths).
       if ((avx512)); then
-        OPENBLAS_CORETYPE=SkylakeX HYBRID_GEMM=openblas "$build/bench/model_bench" --case="$c" --threads="$t" --warmup="$warmup" \
-          --reps="$reps" --impl=hybrid-openblas-avx512 >>"$results" ||
+        OPENBLAS_CORETYPE=SkylakeX HYBRID_GEMM=openblas "$build/bench/model_bench" --case="$c" --threads="$t" \
+          --warmup="$warmup" --reps="$reps" --impl=hybrid-openblas-avx512 >>"$results" ||
           echo "RESULT case=$c impl=hybrid-openblas-avx512 threads=$t error=1" >>"$results"
       fi
       if ((torch)); then

@@ -21,7 +21,8 @@ inline std::atomic<long> count{0};
 inline void* allocate(std::size_t n, std::size_t align) {
   count.fetch_add(1, std::memory_order_relaxed);
   n = n ? n : 1;
-  void* p = align > alignof(std::max_align_t) ? std::aligned_alloc(align, (n + align - 1) / align * align) : std::malloc(n);
+  void* p = align > alignof(std::max_align_t) ? std::aligned_alloc(align, (n + align - 1) / align * align)
+                                               : std::malloc(n);
   if (!p) throw std::bad_alloc();
   return p;
 }

@@ -205,7 +205,8 @@ TEST_CASE("gemm::fastest picks the AVX-512 kernel wherever the CPU has AVX-512, 
   const std::string chosen = gemm::fastest::chosen(), fallback = gemm::fastest::fallback::name;
   const char* requested = std::getenv("HYBRID_GEMM");
   MESSAGE("default GEMM policy for float: " << chosen << " (CPU AVX-512: " << gemm::avx512::active()
-                                            << ", HYBRID_GEMM: " << std::string(requested ? requested : "unset") << ")");
+                                            << ", HYBRID_GEMM: " << std::string(requested ? requested : "unset")
+                                            << ")");
   CHECK(std::string(gemm::default_policy::name) == "fastest");
   CHECK(chosen == (gemm::fastest_takes_avx512(requested, gemm::avx512::active(), fallback.c_str()) ? "avx512"
                                                                                                   : fallback));

@@ -32,8 +32,9 @@ inline bool fastest_takes_avx512(const char* requested, bool avx512_active, cons
 // process, at the first product; HYBRID_GEMM=openblas (or eigen) hands float products to the fallback, for
 // comparisons. Why ours even where OpenBLAS runs AVX-512 kernels of its own (Zen 4 seen as Cooperlake, or
 // OPENBLAS_CORETYPE=SkylakeX): there ours takes 0.92 to 1.07x its time (docs/performance.md 2.1), and
-// only ours runs the fused paths (direct convolutions, prepacked weights, epilogues), 1.1 to 1.3x faster whole
-// models. Debian 12's OpenBLAS 0.3.21 runs its AVX2 kernels on Zen 5, where ours is 1.7 to 2.1x faster.
+// only ours runs the fused paths (direct convolutions, prepacked weights, epilogues): whole models 1.0x (training)
+// to 1.3x (the multimodal step on Zen 4) faster. Debian 12's OpenBLAS 0.3.21 runs its AVX2 kernels on Zen 5,
+// where ours is 1.7 to 2.1x faster.
 struct fastest {
   static constexpr const char* name = "fastest";
   using fallback = avx512_default_fallback;

@@ -31,7 +31,7 @@ namespace hybrid::gemm {
 namespace avx512_detail {
 
 // How many per-thread pack buffers our kernel has allocated in this process: two on each thread's first product,
-// none after (which oneTBB worker runs its first product when is up to the scheduler). Tests of "no allocation per
+// none after (when a given oneTBB worker runs its first product is up to the scheduler). Tests of "no allocation per
 // call after warm-up" tell these apart from allocations per call (tests/enc/bert_test.cpp).
 inline std::atomic<long>& pack_buffers_allocated() {
   static std::atomic<long> count{0};
