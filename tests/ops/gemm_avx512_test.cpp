@@ -134,11 +134,12 @@ TEST_CASE("gemm::avx512 matches a double reference: transposes, edge sizes, alph
 TEST_CASE("gemm::avx512: serial and tbb bitwise identical, independent of the tiling") {
   std::mt19937 rng(7);
   std::uniform_real_distribution<float> u(-1, 1);
-  // A large product (row and column tiles), a batch-1-like one (M <= 256: column tiles only), and a tall one (four
-  // row tiles, N not a multiple of the panel width, two K blocks). Where several row tiles run on several threads,
-  // op(B) is packed once for all of them (run_dense): still the same bits.
+  // A large product (row and column tiles), two batch-1-like ones (M <= 256: column tiles only, three K blocks or
+  // one), and a tall one (four row tiles, N not a multiple of the panel width, two K blocks). Where several row tiles
+  // run on several threads, op(B) is packed once for all of them (run_dense); where only column tiles do, op(A) is
+  // (shared_a): still the same bits.
   for (const auto& size : {std::array<index_t, 3>{700, 600, 800}, std::array<index_t, 3>{128, 256, 1024},
-                           std::array<index_t, 3>{1024, 250, 500}})
+                           std::array<index_t, 3>{200, 700, 300}, std::array<index_t, 3>{1024, 250, 500}})
   for (bool ta : {false, true})
     for (bool tb : {false, true}) {
       const index_t M = size[0], N = size[1], K = size[2];  // not a structured binding: clang 14 cannot capture one

@@ -218,16 +218,26 @@ HYBRID_AVX512_TARGET inline void kernel(index_t kc, const float* a, const float*
 }
 
 // Where the kernel's operands come from: each source packs a block of op(A) (rows i0.., K range p0..) or of
-// op(B) (K range p0.., columns j0..) into the panel layouts above; a B source returns where its panels are (the
-// buffer it was given, or a copy packed earlier). An ordinary matrix (dense_a / dense_b), a weight packed once
-// (prepacked_b), or a matrix that is never stored (the im2col matrix of a convolution), packed from its source.
+// op(B) (K range p0.., columns j0..) into the panel layouts above and returns where its panels are (the buffer it
+// was given, or a copy packed earlier). An ordinary matrix (dense_a / dense_b), an operand packed once for all the
+// tiles of a product (shared_a, prepacked_b), or a matrix that is never stored (the im2col matrix of a
+// convolution), packed from its source.
 struct dense_a {
   bool ta;
   const float* A;
   index_t lda;
-  HYBRID_AVX512_TARGET void pack(index_t i0, index_t p0, index_t mc, index_t kc, float* dst) const {
+  HYBRID_AVX512_TARGET const float* pack(index_t i0, index_t p0, index_t mc, index_t kc, float* dst) const {
     pack_a(ta, mc, kc, ta ? A + p0 * lda + i0 : A + i0 * lda + p0, lda, dst);
+    return dst;
   }
+};
+// op(A) packed whole: for each K block (the blocks of kc_of(K), kc deep), all its rows as consecutive MR-row
+// panels (rows rounded up to a multiple of MR), so a tile that takes every row finds its panels in place.
+struct shared_a {
+  const float* data = nullptr;
+  index_t rows = 0;  // M rounded up to a multiple of MR
+  static index_t rows_of(index_t M) { return (M + MR - 1) / MR * MR; }
+  const float* pack(index_t i0, index_t p0, index_t, index_t kc, float*) const { return data + p0 * rows + i0 * kc; }
 };
 struct dense_b {
   bool tb;
@@ -355,12 +365,12 @@ HYBRID_AVX512_TARGET void sgemm_from(index_t m, index_t n, index_t k, float alph
       } pending;
       for (index_t i0 = 0; i0 < m; i0 += MC) {
         const index_t mc = std::min(MC, m - i0);
-        a.pack(i0, p0, mc, kc, pa);
+        const float* ap = a.pack(i0, p0, mc, kc, pa);
         for (index_t jr = 0; jr < nc; jr += NR)
           for (index_t ir = 0; ir < mc; ir += MR) {
             float* c = C + (i0 + ir) * ldc + j0 + jr;
             const index_t mr = std::min(MR, mc - ir), nr = std::min(NR, nc - jr);
-            kernel(kc, pa + ir * kc, bp + jr * kc, c, ldc, mr, nr, alpha, beta_k, overwrite);
+            kernel(kc, ap + ir * kc, bp + jr * kc, c, ldc, mr, nr, alpha, beta_k, overwrite);
             if constexpr (has_epilogue)
               if (last) {
                 if (pending.c) ep(pending.c, ldc, pending.i, pending.j, pending.rows, pending.cols);
@@ -428,9 +438,29 @@ void for_each_tile(index_t M, index_t N, index_t K, F&& f) {
 #if HYBRID_GEMM_AVX512_COMPILED
 // C = alpha * op(A) * op(B) + beta * C on the tiles of for_each_tile, then ep on each block of C, with op(B) from
 // the source that make_b(n0) gives for the tile starting at column n0.
+// Where the product is split by columns only (few rows: batch-1 inference) and runs on several threads, op(A) is
+// packed once, in parallel, and every tile reads it, instead of each tile packing all of it again (a fifth of the
+// packing's share of batch-1 inference at 2 threads was that repacking). The same bits either way.
 template <class Exec, class Epilogue, class MakeB>
 void run_tiles(bool ta, index_t M, index_t N, index_t K, float alpha, const float* A, index_t lda, MakeB make_b,
                float beta, float* C, index_t ldc, const Epilogue& ep) {
+  if (K > 0 && Exec::concurrency() > 1) {
+    const avx512_tiling t(M, N, K);
+    if (t.m_tiles == 1 && t.n_tiles > 1) {
+      const index_t rows = shared_a::rows_of(M), kcb = kc_of(K), k_blocks = (K + kcb - 1) / kcb;
+      const index_t group = 4 * MR, groups = (M + group - 1) / group;
+      panel_buffer packed(static_cast<std::size_t>(rows * K));
+      Exec::for_each(k_blocks * groups, [&](index_t job) {
+        const index_t p0 = (job / groups) * kcb, kc = std::min(kcb, K - p0), i0 = (job % groups) * group;
+        dense_a{ta, A, lda}.pack(i0, p0, std::min(group, M - i0), kc, packed.get() + p0 * rows + i0 * kc);
+      });
+      const shared_a panels{packed.get(), rows};
+      for_each_tile<Exec>(M, N, K, [&](index_t m0, index_t n0, index_t m, index_t n) {
+        sgemm_from(m, n, K, alpha, panels, make_b(n0), beta, C + m0 * ldc + n0, ldc, shifted_epilogue(ep, m0, n0));
+      });
+      return;
+    }
+  }
   for_each_tile<Exec>(M, N, K, [&](index_t m0, index_t n0, index_t m, index_t n) {
     sgemm_from(m, n, K, alpha, dense_a{ta, ta ? A + m0 : A + m0 * lda, lda}, make_b(n0), beta, C + m0 * ldc + n0,
                ldc, shifted_epilogue(ep, m0, n0));

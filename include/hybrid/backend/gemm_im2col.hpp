@@ -88,7 +88,8 @@ struct im2col_b {
 // 16 positions of MR rows at a time, transposed in registers as pack_a does for a row-major A.
 struct im2col_a {
   im2col_image g;
-  HYBRID_AVX512_TARGET void pack(index_t i0, index_t p0, index_t mc, index_t kc, float* dst) const {
+  HYBRID_AVX512_TARGET const float* pack(index_t i0, index_t p0, index_t mc, index_t kc, float* dst) const {
+    float* const panels = dst;
     const __mmask16 st = lanes(MR);
     for (index_t ir = 0; ir < mc; ir += MR, dst += MR * kc) {
       const index_t mr = std::min(MR, mc - ir);
@@ -102,6 +103,7 @@ struct im2col_a {
         for (index_t c = 0; c < count; ++c) _mm512_mask_storeu_ps(dst + (p + c) * MR, st, out[c]);
       }
     }
+    return panels;
   }
 };
 
