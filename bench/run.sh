@@ -6,8 +6,9 @@
 #                                --quick: fewer repetitions, models on 1 thread only, no compile timing (~2 min)
 #   bench/run.sh --models        only the FMA peak (for "% peak"), the models and the compile time (~10 min)
 #   bench/run.sh --models --cases=multimodal,bert_infer_b1   the same for some model cases only
-#   bench/run.sh --models --pairs=5   after each case's table, its two fastest rows (hybrid's and PyTorch's) run
-#                                alternately 5 times (default 3; 0: none); the verdict on the median pair
+#   bench/run.sh --models --pairs=5   after each case's table, hybrid's default configuration and PyTorch's
+#                                fastest row run alternately 5 times (default 3; 0: none); the verdict on the median
+#                                pair too, and a closing summary of both readings per case
 #   HYBRID_BENCH_QUIET_LOAD=0.5 HYBRID_BENCH_WAIT_S=600 bench/run.sh   # wait for a quiet machine first
 #   OPENBLAS_CORETYPE=SkylakeX bench/run.sh   # OpenBLAS's AVX-512 kernels (0.3.21 sees Zen 5 as Haswell;
 #                                            it runs its Cooperlake ones on Zen 4 by itself)
