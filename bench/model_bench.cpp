@@ -14,9 +14,10 @@
 // both sides and hands them to
 //   model_bench --report --peak1=GFLOPS --peak-all=GFLOPS < results
 // which prints one Markdown table per case, and after it the case's alternating pairs (RESULT lines with pair=K:
-// run.sh runs hybrid's and PyTorch's fastest configurations, which `model_bench --fastest < results` names, one
-// right after the other a few times, so a slow or fast minute of the VM hits both sides). 1-thread rows are
-// judged by thread CPU time, 2-thread rows by wall time (see bench_util.hpp and docs/performance.md).
+// run.sh runs hybrid's default configuration and PyTorch's fastest row, which `model_bench --fastest < results`
+// names, one right after the other a few times, so a slow or fast minute of the VM hits both sides), then a
+// summary of both readings. 1-thread rows are judged by thread CPU time, 2-thread rows by wall time (see
+// bench_util.hpp and docs/performance.md).
 #include <tbb/global_control.h>
 
 #include <array>
@@ -317,13 +318,17 @@ std::map<std::string, std::string> fields_of(const std::string& line) {
   return f;
 }
 
-// The fastest row whose implementation starts with prefix ("hybrid" or "torch"), or nullptr.
-const result* fastest_row(const std::vector<result>& rows, const std::string& prefix) {
+// The fastest of the rows that ran and whose implementation `which` accepts, or nullptr.
+template <class Which>
+const result* fastest_row(const std::vector<result>& rows, Which which) {
   const result* best = nullptr;
   for (const auto& r : rows)
-    if (r.impl.rfind(prefix, 0) == 0 && r.ok && (!best || r.time_med() < best->time_med())) best = &r;
+    if (which(r.impl) && r.ok && (!best || r.time_med() < best->time_med())) best = &r;
   return best;
 }
+// Which implementations: hybrid's rows (its own and the OpenBLAS-kernel comparison), PyTorch's rows.
+bool is_hybrid(const std::string& impl) { return impl.rfind("hybrid", 0) == 0; }
+bool is_torch(const std::string& impl) { return impl.rfind("torch", 0) == 0; }
 
 // RESULT lines from standard input, by case; pair rows (pair=K) apart from the table rows.
 struct results_by_case {
@@ -360,10 +365,8 @@ results_by_case read_results() {
 int print_fastest() {
   const auto results = read_results();
   for (const auto& [name, rows] : results.rows) {
-    std::vector<result> plain;
-    for (const auto& r : rows)
-      if (r.impl == "hybrid") plain.push_back(r);
-    const result *h = fastest_row(plain, "hybrid"), *t = fastest_row(rows, "torch");
+    const result* h = fastest_row(rows, [](const std::string& impl) { return impl == "hybrid"; });
+    const result* t = fastest_row(rows, is_torch);
     if (h && t) std::cout << name << ' ' << h->impl << ' ' << h->threads << ' ' << t->impl << ' ' << t->threads << '\n';
   }
   return 0;
@@ -378,7 +381,7 @@ struct pair_ratios {
 std::optional<pair_ratios> print_pairs(const case_info& c, const std::vector<result>& pairs) {
   std::map<int, std::pair<const result*, const result*>> by_pair;
   for (const auto& r : pairs)
-    if (r.ok) (r.impl.rfind("hybrid", 0) == 0 ? by_pair[r.pair].first : by_pair[r.pair].second) = &r;
+    if (r.ok) (is_hybrid(r.impl) ? by_pair[r.pair].first : by_pair[r.pair].second) = &r;
   std::vector<double> ratios;
   hb::table t({"pair", "hybrid ms median", "PyTorch ms median", "x PyTorch"});
   for (const auto& [k, p] : by_pair) {
@@ -413,7 +416,7 @@ int report(double peak1, double peak_all) {
     std::sort(rows.begin(), rows.end(), [](const result& a, const result& b) {
       return a.impl != b.impl ? a.impl < b.impl : a.threads < b.threads;  // hybrid before torch
     });
-    const result* best_torch = fastest_row(rows, "torch");
+    const result* best_torch = fastest_row(rows, is_torch);
     const bool training = c.name == std::string("bert_train") || c.name == std::string("multimodal");
     std::cout << "### " << c.title << " [" << c.name << "]" << "\n\n"
               << "GFLOP per call (analytic, matmuls and convolutions" << (training ? ", training = 3x forward" : "")
@@ -450,7 +453,7 @@ int report(double peak1, double peak_all) {
       std::cout << "PyTorch's best: " << best_torch->impl << ", " << best_torch->threads << " thread(s), "
                 << hb::fixed(best_torch->time_med(), 1) << " ms, " << hb::fixed(best_torch->rss, 0) << " MiB.\n";
       // Issue 7's targets, judged on hybrid's fastest row (medians).
-      if (const result* best = fastest_row(rows, "hybrid")) {
+      if (const result* best = fastest_row(rows, is_hybrid)) {
         const double speed = best_torch->time_med() / best->time_med(), rss = best->rss / best_torch->rss;
         table_ratio = speed;
         std::cout << "Issue 7's target: >= " << hb::fixed(c.speed_target, 1) << "x PyTorch's best; hybrid "

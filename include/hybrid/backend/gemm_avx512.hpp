@@ -237,7 +237,11 @@ struct shared_a {
   const float* data = nullptr;
   index_t rows = 0;  // M rounded up to a multiple of MR
   static index_t rows_of(index_t M) { return (M + MR - 1) / MR * MR; }
-  const float* pack(index_t i0, index_t p0, index_t, index_t kc, float*) const { return data + p0 * rows + i0 * kc; }
+  // Where the panels of rows i0.. (a multiple of MR) of the K block at p0, kc deep, start.
+  static index_t offset(index_t rows, index_t i0, index_t p0, index_t kc) { return p0 * rows + i0 * kc; }
+  const float* pack(index_t i0, index_t p0, index_t, index_t kc, float*) const {
+    return data + offset(rows, i0, p0, kc);
+  }
 };
 struct dense_b {
   bool tb;
@@ -436,6 +440,17 @@ void for_each_tile(index_t M, index_t N, index_t K, F&& f) {
 }
 
 #if HYBRID_GEMM_AVX512_COMPILED
+// f(p0, kc, first, count) for each K block (p0, kc deep: the blocks of kc_of(K)) and each group of `group` of the
+// `extent` rows or columns of an operand, in parallel: how an operand is packed once for all tiles of a product.
+template <class Exec, class F>
+void for_each_pack_job(index_t K, index_t extent, index_t group, F&& f) {
+  const index_t kcb = kc_of(K), k_blocks = (K + kcb - 1) / kcb, groups = (extent + group - 1) / group;
+  Exec::for_each(k_blocks * groups, [&](index_t job) {
+    const index_t p0 = (job / groups) * kcb, first = (job % groups) * group;
+    f(p0, std::min(kcb, K - p0), first, std::min(group, extent - first));
+  });
+}
+
 // C = alpha * op(A) * op(B) + beta * C on the tiles of for_each_tile, then ep on each block of C, with op(B) from
 // the source that make_b(n0) gives for the tile starting at column n0.
 // Where the product is split by columns only (few rows: batch-1 inference) and runs on several threads, op(A) is
@@ -447,12 +462,10 @@ void run_tiles(bool ta, index_t M, index_t N, index_t K, float alpha, const floa
   if (K > 0 && Exec::concurrency() > 1) {
     const avx512_tiling t(M, N, K);
     if (t.m_tiles == 1 && t.n_tiles > 1) {
-      const index_t rows = shared_a::rows_of(M), kcb = kc_of(K), k_blocks = (K + kcb - 1) / kcb;
-      const index_t group = 4 * MR, groups = (M + group - 1) / group;
+      const index_t rows = shared_a::rows_of(M);
       panel_buffer packed(static_cast<std::size_t>(rows * K));
-      Exec::for_each(k_blocks * groups, [&](index_t job) {
-        const index_t p0 = (job / groups) * kcb, kc = std::min(kcb, K - p0), i0 = (job % groups) * group;
-        dense_a{ta, A, lda}.pack(i0, p0, std::min(group, M - i0), kc, packed.get() + p0 * rows + i0 * kc);
+      for_each_pack_job<Exec>(K, M, 4 * MR, [&](index_t p0, index_t kc, index_t i0, index_t m) {
+        dense_a{ta, A, lda}.pack(i0, p0, m, kc, packed.get() + shared_a::offset(rows, i0, p0, kc));
       });
       const shared_a panels{packed.get(), rows};
       for_each_tile<Exec>(M, N, K, [&](index_t m0, index_t n0, index_t m, index_t n) {
@@ -476,10 +489,8 @@ void run_dense(bool ta, bool tb, index_t M, index_t N, index_t K, float alpha, c
   if (M == 0 || N == 0) return;
   if (K > 0 && Exec::concurrency() > 1 && avx512_tiling(M, N, K).m_tiles > 1) {
     panel_buffer packed(static_cast<std::size_t>(packed_panels::floats(K, N)));
-    const index_t kcb = kc_of(K), k_blocks = (K + kcb - 1) / kcb, width = 4 * NR, groups = (N + width - 1) / width;
-    Exec::for_each(k_blocks * groups, [&](index_t t) {
-      const index_t j0 = (t % groups) * width;
-      pack_panels(tb, K, N, B, ldb, (t / groups) * kcb, j0, std::min(width, N - j0), packed.get());
+    for_each_pack_job<Exec>(K, N, 4 * NR, [&](index_t p0, index_t, index_t j0, index_t n) {
+      pack_panels(tb, K, N, B, ldb, p0, j0, n, packed.get());
     });
     const packed_panels panels{packed.get(), packed_panels::panels_of(N)};
     run_tiles<Exec>(ta, M, N, K, alpha, A, lda, [&](index_t n0) { return prepacked_b{panels, n0}; }, beta, C, ldc,
